@@ -1,0 +1,1 @@
+"""Liaison's services: one package each."""

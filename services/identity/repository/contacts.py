@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from shared.db import UnitOfWork
+
+# The columns a contact row is read with everywhere.
+COLUMNS = (
+    "id, tenant_id, crm_system, crm_id, email, phone, first_name, last_name, locale, timezone,"
+    " attributes, suppressed, created_at, updated_at"
+)
+WRITABLE = ("crm_system", "crm_id", "email", "phone", "first_name", "last_name", "locale",
+            "timezone", "attributes")
+
+# One statement upserts a whole batch by CRM reference. A field a row does not carry keeps its
+# stored value (the row's `present` lists those it carries); `attributes` merge key by key.
+# Rows another transaction inserted at the same moment are skipped by ON CONFLICT DO NOTHING
+# and come back missing, for the caller to upsert again (then as updates).
+UPSERT_BATCH = """
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+        ord int, id uuid, crm_system text, crm_id text, email text, phone text,
+        first_name text, last_name text, locale text, timezone text, attributes jsonb,
+        present text[], suppressed boolean)
+), updated AS (
+    UPDATE identity.contacts c SET
+        email      = CASE WHEN 'email' = ANY(i.present) THEN i.email ELSE c.email END,
+        phone      = CASE WHEN 'phone' = ANY(i.present) THEN i.phone ELSE c.phone END,
+        first_name = CASE WHEN 'first_name' = ANY(i.present) THEN i.first_name ELSE c.first_name END,
+        last_name  = CASE WHEN 'last_name' = ANY(i.present) THEN i.last_name ELSE c.last_name END,
+        locale     = CASE WHEN 'locale' = ANY(i.present) THEN i.locale ELSE c.locale END,
+        timezone   = CASE WHEN 'timezone' = ANY(i.present) THEN i.timezone ELSE c.timezone END,
+        attributes = c.attributes || COALESCE(i.attributes, '{}'::jsonb),
+        suppressed = c.suppressed OR i.suppressed,
+        updated_at = now()
+    FROM input i
+    WHERE c.tenant_id = %(tenant)s AND c.crm_system = i.crm_system AND c.crm_id = i.crm_id
+    RETURNING i.ord, false AS inserted, c.*
+), inserted AS (
+    INSERT INTO identity.contacts (tenant_id, id, crm_system, crm_id, email, phone, first_name,
+                                   last_name, locale, timezone, attributes, suppressed)
+    SELECT %(tenant)s, i.id, i.crm_system, i.crm_id, i.email, i.phone, i.first_name,
+           i.last_name, i.locale, i.timezone, COALESCE(i.attributes, '{}'::jsonb), i.suppressed
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.ord = i.ord)
+    ON CONFLICT (tenant_id, crm_system, crm_id) DO NOTHING
+    RETURNING *
+)
+SELECT ord, inserted, id, tenant_id, crm_system, crm_id, email, phone, first_name, last_name,
+       locale, timezone, attributes, suppressed, created_at, updated_at FROM updated
+UNION ALL
+SELECT i.ord, true, n.id, n.tenant_id, n.crm_system, n.crm_id, n.email, n.phone, n.first_name,
+       n.last_name, n.locale, n.timezone, n.attributes, n.suppressed, n.created_at, n.updated_at
+FROM inserted n JOIN input i ON i.id = n.id
+"""
+
+
+def upsert_batch(uow: UnitOfWork, tenant_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return uow.execute(UPSERT_BATCH, {"tenant": tenant_id, "rows": Jsonb(rows)}).fetchall()
+
+
+def get(uow: UnitOfWork, tenant_id: str, contact_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    query = f"SELECT {COLUMNS} FROM identity.contacts WHERE tenant_id = %s AND id = %s"  # noqa: S608 - constant column list
+    if lock:
+        query += " FOR UPDATE"
+    return uow.execute(query, (tenant_id, contact_id)).fetchone()
+
+
+def update(uow: UnitOfWork, tenant_id: str, contact_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    """Sets the given writable fields; `attributes` merge key by key (a null value removes one)."""
+    params: dict[str, Any] = {"tenant": tenant_id, "id": contact_id}
+    for name in WRITABLE:
+        params[name] = Jsonb(changes[name]) if name == "attributes" and name in changes else changes.get(name)
+        params[f"set_{name}"] = name in changes
+    params["suppressed"] = changes.get("suppressed", False)
+    return uow.execute(
+        f"""
+        UPDATE identity.contacts SET
+            crm_system = CASE WHEN %(set_crm_system)s THEN %(crm_system)s ELSE crm_system END,
+            crm_id     = CASE WHEN %(set_crm_id)s THEN %(crm_id)s ELSE crm_id END,
+            email      = CASE WHEN %(set_email)s THEN %(email)s ELSE email END,
+            phone      = CASE WHEN %(set_phone)s THEN %(phone)s ELSE phone END,
+            first_name = CASE WHEN %(set_first_name)s THEN %(first_name)s ELSE first_name END,
+            last_name  = CASE WHEN %(set_last_name)s THEN %(last_name)s ELSE last_name END,
+            locale     = CASE WHEN %(set_locale)s THEN %(locale)s ELSE locale END,
+            timezone   = CASE WHEN %(set_timezone)s THEN %(timezone)s ELSE timezone END,
+            attributes = CASE WHEN %(set_attributes)s
+                         THEN jsonb_strip_nulls(attributes || %(attributes)s) ELSE attributes END,
+            suppressed = suppressed OR %(suppressed)s,
+            updated_at = now()
+        WHERE tenant_id = %(tenant)s AND id = %(id)s
+        RETURNING {COLUMNS}
+        """,  # noqa: S608 - constant column list
+        params,
+    ).fetchone()
+
+
+def find(uow: UnitOfWork, tenant_id: str, *, email: str | None, crm_system: str | None,
+         crm_id: str | None, after: str | None, limit: int) -> list[dict[str, Any]]:
+    return uow.execute(
+        f"""
+        SELECT {COLUMNS} FROM identity.contacts
+        WHERE tenant_id = %(tenant)s
+          AND (%(email)s::text IS NULL OR email = %(email)s)
+          AND (%(crm_system)s::text IS NULL OR crm_system = %(crm_system)s)
+          AND (%(crm_id)s::text IS NULL OR crm_id = %(crm_id)s)
+          AND (%(after)s::uuid IS NULL OR id > %(after)s)
+        ORDER BY id LIMIT %(limit)s
+        """,  # noqa: S608 - constant column list
+        {"tenant": tenant_id, "email": email, "crm_system": crm_system, "crm_id": crm_id,
+         "after": after, "limit": limit},
+    ).fetchall()
+
+
+def delete(uow: UnitOfWork, tenant_id: str, contact_id: str) -> None:
+    uow.execute("DELETE FROM identity.contacts WHERE tenant_id = %s AND id = %s", (tenant_id, contact_id))
+
+
+def fill_blanks_from(uow: UnitOfWork, tenant_id: str, survivor_id: str, duplicate_id: str) -> dict[str, Any]:
+    """A merge keeps the survivor's values and takes the duplicate's where the survivor has none."""
+    return uow.execute(
+        f"""
+        UPDATE identity.contacts s SET
+            email = COALESCE(s.email, d.email), phone = COALESCE(s.phone, d.phone),
+            first_name = COALESCE(s.first_name, d.first_name),
+            last_name = COALESCE(s.last_name, d.last_name),
+            locale = COALESCE(s.locale, d.locale), timezone = COALESCE(s.timezone, d.timezone),
+            attributes = d.attributes || s.attributes,
+            suppressed = s.suppressed OR d.suppressed, updated_at = now()
+        FROM identity.contacts d
+        WHERE s.tenant_id = %(tenant)s AND s.id = %(survivor)s
+          AND d.tenant_id = %(tenant)s AND d.id = %(duplicate)s
+        RETURNING {", ".join("s." + c.strip() for c in COLUMNS.split(","))}
+        """,  # noqa: S608 - constant column list
+        {"tenant": tenant_id, "survivor": survivor_id, "duplicate": duplicate_id},
+    ).fetchone()
+
+
+def record_merge(uow: UnitOfWork, tenant_id: str, survivor_id: str, duplicate_id: str) -> None:
+    # Earlier merges into the duplicate now point at the survivor, so lookups stay one level deep.
+    uow.execute(
+        "UPDATE identity.contact_merges SET survivor_id = %s WHERE tenant_id = %s AND survivor_id = %s",
+        (survivor_id, tenant_id, duplicate_id),
+    )
+    uow.execute(
+        "INSERT INTO identity.contact_merges (tenant_id, duplicate_id, survivor_id) VALUES (%s, %s, %s)",
+        (tenant_id, duplicate_id, survivor_id),
+    )
+
+
+def merged_ids(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[str]:
+    """The contact's own id and those of the duplicates merged into it: the keys of its consent
+    history in the ledger."""
+    rows = uow.execute(
+        "SELECT duplicate_id FROM identity.contact_merges WHERE tenant_id = %s AND survivor_id = %s",
+        (tenant_id, contact_id),
+    ).fetchall()
+    return [contact_id, *(str(r["duplicate_id"]) for r in rows)]
+
+
+def suppressed_hashes(uow: UnitOfWork, tenant_id: str, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the (kind, hash) pairs are on the tenant's suppression list."""
+    if not pairs:
+        return set()
+    rows = uow.execute(
+        "SELECT s.kind, s.identifier_hash FROM identity.suppressions s"
+        " JOIN unnest(%s::text[], %s::text[]) AS q(kind, h)"
+        "   ON s.kind = q.kind AND s.identifier_hash = q.h"
+        " WHERE s.tenant_id = %s",
+        ([k for k, _ in pairs], [h for _, h in pairs], tenant_id),
+    ).fetchall()
+    return {(r["kind"], r["identifier_hash"]) for r in rows}
+
+
+def add_suppressions(uow: UnitOfWork, tenant_id: str, pairs: list[tuple[str, str]]) -> None:
+    uow.execute(
+        "INSERT INTO identity.suppressions (tenant_id, kind, identifier_hash)"
+        " SELECT %s, kind, h FROM unnest(%s::text[], %s::text[]) AS q(kind, h)"
+        " ON CONFLICT DO NOTHING",
+        (tenant_id, [k for k, _ in pairs], [h for _, h in pairs]),
+    )

@@ -1,0 +1,1 @@
+"""Plumbing every Liaison service uses the same way. No business rules live here."""

@@ -1,0 +1,192 @@
+"""The bus topology, declared alike by producers and consumers, and the confirmed publisher.
+
+- `liaison.events`: one durable topic exchange; routing key = CloudEvent type.
+- `liaison.direct`: a direct exchange that addresses one consumer's queue by its name, used to
+  send a message back to the queue it failed in (retry) and for operator replays.
+- For each consumer `Q`: `Q` (bound to the event types it handles and to its own name on
+  `liaison.direct`), `Q.retry` (messages wait out their backoff there, then dead-letter back to
+  `Q`; RabbitMQ only) and `Q.dead` (what failed too often, for an operator to list and replay).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kombu import Connection, Exchange, Queue, binding
+from kombu.serialization import register
+
+log = logging.getLogger(__name__)
+
+EVENTS_EXCHANGE = "liaison.events"
+DIRECT_EXCHANGE = "liaison.direct"
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+
+# CloudEvents' structured content mode over AMQP: the whole envelope as JSON.
+register(
+    "cloudevents",
+    lambda obj: json.dumps(obj, separators=(",", ":")),
+    json.loads,
+    content_type=CLOUDEVENTS_CONTENT_TYPE,
+    content_encoding="utf-8",
+)
+ACCEPT = ["cloudevents", "json"]
+
+
+def events_exchange() -> Exchange:
+    return Exchange(EVENTS_EXCHANGE, type="topic", durable=True)
+
+
+def direct_exchange() -> Exchange:
+    return Exchange(DIRECT_EXCHANGE, type="direct", durable=True)
+
+
+def is_amqp(broker_url: str) -> bool:
+    return broker_url.split("://", 1)[0] in {"amqp", "pyamqp", "amqps"}
+
+
+@dataclass(frozen=True)
+class ConsumerTopology:
+    """The three queues of one consumer. `prefix` isolates test runs on a shared broker."""
+
+    name: str
+    routing_keys: tuple[str, ...]
+    prefix: str = ""
+    amqp: bool = True
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.prefix}{self.name}"
+
+    def queues(self) -> list[Queue]:
+        """Every queue and binding, for declaring."""
+        main = Queue(
+            self.queue_name,
+            bindings=[binding(events_exchange(), routing_key=key) for key in self.routing_keys]
+            + [binding(direct_exchange(), routing_key=self.queue_name)],
+            durable=True,
+        )
+        dead = Queue(
+            f"{self.queue_name}.dead",
+            exchange=direct_exchange(),
+            routing_key=f"{self.queue_name}.dead",
+            durable=True,
+        )
+        queues = [main, dead]
+        if self.amqp:
+            queues.append(
+                Queue(
+                    f"{self.queue_name}.retry",
+                    exchange=direct_exchange(),
+                    routing_key=f"{self.queue_name}.retry",
+                    durable=True,
+                    queue_arguments={
+                        "x-dead-letter-exchange": DIRECT_EXCHANGE,
+                        "x-dead-letter-routing-key": self.queue_name,
+                    },
+                )
+            )
+        return queues
+
+    def declare(self, connection: Connection) -> None:
+        channel = connection.default_channel
+        for queue in self.queues():
+            queue(channel).declare()
+
+
+class PublishError(RuntimeError):
+    """The broker did not confirm every message of a batch."""
+
+
+class Publisher:
+    """Publishes batches to `liaison.events` and returns only once the broker has them.
+
+    On RabbitMQ the channel is put in confirm mode and a whole batch is published before waiting
+    for the acknowledgements, which costs one round trip per batch instead of one per message.
+    On the embedded Redis broker a publish is a synchronous LPUSH, so its return is the
+    confirmation."""
+
+    def __init__(self, broker_url: str, *, confirm_timeout: float = 10.0):
+        self.broker_url = broker_url
+        self.confirm_timeout = confirm_timeout
+        self._connection: Connection | None = None
+        self._lock = threading.Lock()
+        self._acked = 0
+        self._nacked = False
+        self._sent = 0
+
+    def _connect(self) -> Connection:
+        if self._connection is None:
+            connection = Connection(self.broker_url, connect_timeout=5, heartbeat=0)
+            connection.ensure_connection(max_retries=1)
+            exchange = events_exchange()
+            exchange(connection.default_channel).declare()
+            direct_exchange()(connection.default_channel).declare()
+            if is_amqp(self.broker_url):
+                channel = connection.default_channel
+                channel.confirm_select()
+                channel.events["basic_ack"].add(self._on_ack)
+                channel.events["basic_nack"].add(self._on_nack)
+            self._connection = connection
+            self._acked = self._sent = 0
+            self._nacked = False
+        return self._connection
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._acked = max(self._acked, delivery_tag)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked = True
+
+    def publish_batch(
+        self, messages: Iterable[tuple[str, dict[str, Any]]], *, exchange: str = EVENTS_EXCHANGE
+    ) -> int:
+        """Publishes (routing_key, envelope) pairs; raises if any is not confirmed."""
+        with self._lock:
+            try:
+                return self._publish(messages, exchange)
+            except Exception:
+                self.close()
+                raise
+
+    def _publish(self, messages: Iterable[tuple[str, dict[str, Any]]], exchange: str) -> int:
+        connection = self._connect()
+        producer = connection.Producer(serializer="cloudevents")
+        count = 0
+        for routing_key, envelope in messages:
+            producer.publish(
+                envelope,
+                exchange=exchange,
+                routing_key=routing_key,
+                delivery_mode=2,
+                message_id=envelope.get("id"),
+                content_type=CLOUDEVENTS_CONTENT_TYPE,
+            )
+            count += 1
+        if count and is_amqp(self.broker_url):
+            self._sent += count
+            deadline = time.monotonic() + self.confirm_timeout
+            while self._acked < self._sent and not self._nacked:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishError(f"broker confirmed {self._acked} of {self._sent} messages")
+                try:
+                    connection.drain_events(timeout=min(remaining, 1.0))
+                except TimeoutError:
+                    continue
+            if self._nacked:
+                raise PublishError("broker refused (nacked) a message of the batch")
+        return count
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except OSError:
+                log.debug("closing a broken broker connection", exc_info=True)
+            self._connection = None

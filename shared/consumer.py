@@ -1,0 +1,203 @@
+"""The consumer loop every service's worker runs.
+
+Each event is handled in one database transaction together with the record of its id, so a
+redelivered event is recognised and skipped. A handler that raises is retried with exponential
+backoff; after `max_attempts` the message is moved to the consumer's dead-letter queue, where an
+operator can list and replay it (`python -m shared.deadletters`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kombu import Connection, Consumer, Message
+from kombu.exceptions import OperationalError as BrokerError
+from psycopg import sql
+
+from shared.bus import ACCEPT, DIRECT_EXCHANGE, ConsumerTopology, is_amqp
+from shared.db import Database, UnitOfWork
+from shared.events import parse_envelope
+from shared.metrics import EVENTS_CONSUMED
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[UnitOfWork, dict[str, Any]], None]
+ATTEMPTS_HEADER = "x-liaison-attempts"
+ERROR_HEADER = "x-liaison-error"
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic matching: `*` is exactly one word, `#` is zero or more words."""
+    return _match(pattern.split("."), routing_key.split("."))
+
+
+def _match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _match(rest, words[1:])
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        name: str,
+        db: Database,
+        schema: str,
+        broker_url: str,
+        handlers: dict[str, Handler],
+        *,
+        prefix: str = "",
+        max_attempts: int = 5,
+        base_delay: float = 1.0,
+        prefetch: int = 50,
+    ):
+        self.name = name
+        self.db = db
+        self.schema = schema
+        self.broker_url = broker_url
+        self.handlers = handlers
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.prefetch = prefetch
+        self.topology = ConsumerTopology(
+            name, tuple(handlers), prefix=prefix, amqp=is_amqp(broker_url)
+        )
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        for pattern, handler in self.handlers.items():
+            if topic_matches(pattern, event_type):
+                return handler
+        return None
+
+    # -- one message -----------------------------------------------------------------------
+    def process(self, connection: Connection, body: Any, message: Message) -> None:
+        headers = message.headers or {}
+        attempts = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
+        try:
+            envelope = parse_envelope(body)
+            tenant_id = str(uuid.UUID(str(envelope["tenantid"])))
+        except ValueError as exc:
+            # Malformed events never get better by retrying: straight to the dead letters.
+            self._dead_letter(connection, body, message, f"malformed event: {exc}", attempts)
+            message.ack()
+            EVENTS_CONSUMED.labels(self.name, "malformed").inc()
+            return
+        handler = self.handler_for(envelope["type"])
+        try:
+            with self.db.transaction() as uow:
+                first_time = uow.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.handled_events (tenant_id, consumer, event_id)"
+                        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+                    ).format(sql.Identifier(self.schema)),
+                    (tenant_id, self.name, envelope["id"]),
+                ).fetchone()
+                if first_time and handler is not None:
+                    handler(uow, envelope)
+            EVENTS_CONSUMED.labels(self.name, "handled" if first_time else "repeat").inc()
+        except Exception as exc:
+            log.exception(
+                "event handler failed",
+                extra={"consumer": self.name, "event_id": envelope["id"], "attempt": attempts},
+            )
+            EVENTS_CONSUMED.labels(self.name, "failed").inc()
+            if attempts >= self.max_attempts:
+                self._dead_letter(connection, body, message, repr(exc), attempts)
+            else:
+                self._retry(connection, body, message, attempts)
+        message.ack()
+
+    def _republish(
+        self, connection: Connection, body: Any, message: Message, routing_key: str, **extra: Any
+    ) -> None:
+        headers = dict(message.headers or {})
+        headers.update(extra.pop("headers", {}))
+        connection.Producer().publish(
+            body,
+            exchange=DIRECT_EXCHANGE,
+            routing_key=routing_key,
+            serializer="cloudevents" if isinstance(body, dict) else None,
+            headers=headers,
+            delivery_mode=2,
+            retry=True,
+            **extra,
+        )
+
+    def _retry(self, connection: Connection, body: Any, message: Message, attempts: int) -> None:
+        delay = min(self.base_delay * 2 ** (attempts - 1), 300.0)
+        queue = self.topology.queue_name
+        if self.topology.amqp:
+            # Waits out its delay in Q.retry, then RabbitMQ dead-letters it back to Q.
+            self._republish(
+                connection, body, message, f"{queue}.retry",
+                headers={ATTEMPTS_HEADER: attempts}, expiration=delay,
+            )
+        else:
+            # The embedded broker has no per-message TTL: wait here, briefly, then requeue.
+            time.sleep(min(delay, 2.0))
+            self._republish(connection, body, message, queue, headers={ATTEMPTS_HEADER: attempts})
+
+    def _dead_letter(
+        self, connection: Connection, body: Any, message: Message, error: str, attempts: int
+    ) -> None:
+        log.error("event dead-lettered", extra={"consumer": self.name, "error": error})
+        self._republish(
+            connection, body, message, f"{self.topology.queue_name}.dead",
+            headers={ATTEMPTS_HEADER: attempts, ERROR_HEADER: error[:1000]},
+        )
+
+    # -- loops -----------------------------------------------------------------------------
+    def _consume(self, connection: Connection, stop: threading.Event, idle_exit: float | None) -> int:
+        self.topology.declare(connection)
+        handled = 0
+        last = time.monotonic()
+
+        def on_message(body: Any, message: Message) -> None:
+            nonlocal handled, last
+            self.process(connection, body, message)
+            handled += 1
+            last = time.monotonic()
+
+        queue = next(q for q in self.topology.queues() if q.name == self.topology.queue_name)
+        with Consumer(
+            connection.default_channel,
+            queues=[queue],
+            callbacks=[on_message],
+            accept=ACCEPT,
+            prefetch_count=self.prefetch,
+        ):
+            while not stop.is_set():
+                try:
+                    connection.drain_events(timeout=0.2)
+                except TimeoutError:
+                    connection.heartbeat_check()
+                    if idle_exit is not None and time.monotonic() - last > idle_exit:
+                        break
+        return handled
+
+    def drain(self, idle: float = 0.5) -> int:
+        """Handles what is queued, returning once nothing arrives for `idle` seconds (tests)."""
+        with Connection(self.broker_url, connect_timeout=5) as connection:
+            return self._consume(connection, threading.Event(), idle)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                with Connection(self.broker_url, connect_timeout=5, heartbeat=30) as connection:
+                    connection.ensure_connection(max_retries=1)
+                    log.info("consumer started", extra={"consumer": self.name})
+                    backoff = 0.5
+                    self._consume(connection, stop, None)
+            except (BrokerError, OSError, ConnectionError) as exc:
+                log.warning("consumer lost the broker; reconnecting",
+                            extra={"consumer": self.name, "error": str(exc), "wait": backoff})
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)

@@ -1,0 +1,78 @@
+"""The connection pool and units of work. One pool per process, created by the app factory or
+the worker's bootstrap, never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from shared.events import CloudEvent
+
+
+class Database:
+    """Owns a psycopg pool. `transaction()` is the unit of work: one connection, one transaction,
+    and the outbox events written in it."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, name: str = "liaison"):
+        self.url = url
+        self.pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row, "application_name": name, "autocommit": False},
+            open=False,
+            name=name,
+            check=ConnectionPool.check_connection,
+        )
+
+    def open(self, wait: bool = True, timeout: float = 30.0) -> Database:
+        self.pool.open(wait=wait, timeout=timeout)
+        return self
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                yield UnitOfWork(conn)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    def ping(self) -> bool:
+        try:
+            with self.pool.connection(timeout=2.0) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except (psycopg.Error, TimeoutError, OSError):
+            return False
+
+
+class UnitOfWork:
+    """A connection inside one transaction. Use cases receive it, pass it to repositories and add
+    the events their change raises; the events reach the outbox in the same transaction."""
+
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]]):
+        self.conn = conn
+
+    def execute(self, query: Any, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
+        return self.conn.execute(query, params)
+
+    def publish(self, schema: str, event: CloudEvent) -> None:
+        from shared.outbox import write_events
+
+        write_events(self.conn, schema, [event])
+
+    def publish_many(self, schema: str, events: list[CloudEvent]) -> None:
+        from shared.outbox import write_events
+
+        write_events(self.conn, schema, events)

@@ -1,0 +1,106 @@
+"""Settings read from the environment once, validated at start with a clear message."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it and says what is expected."""
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is out of range ({low}..{high})")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is out of range ({low}..{high})")
+    return value
+
+
+def _url(env: dict[str, str], name: str, schemes: tuple[str, ...], default: str = "") -> str:
+    raw = env.get(name, default) or default
+    if not raw:
+        return ""
+    scheme = urlparse(raw).scheme
+    if scheme not in schemes:
+        raise SettingsError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    admin_key: str
+    secret_key: str
+    identity_url: str = "http://127.0.0.1:8001"
+    enrichment_url: str = "http://127.0.0.1:8002"
+    campaigns_url: str = "http://127.0.0.1:8003"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    key_cache_seconds: float = 2.0
+    bus_prefix: str = ""
+    consumer_max_attempts: int = 5
+    outbox_batch: int = 500
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        database_url = _url(env, "DATABASE_URL", ("postgresql", "postgres"))
+        if not database_url:
+            raise SettingsError(
+                "DATABASE_URL is not set (postgresql://user@host:port/db); "
+                "`make run` starts an embedded PostgreSQL and sets it for you"
+            )
+        broker_url = _url(env, "BROKER_URL", ("amqp", "pyamqp", "redis", "redis+socket", "memory"))
+        if not broker_url:
+            raise SettingsError("BROKER_URL is not set (amqp://user:pass@host:5672//)")
+        admin_key = env.get("LIAISON_ADMIN_KEY", "")
+        if admin_key and len(admin_key) < 16:
+            raise SettingsError("LIAISON_ADMIN_KEY must be at least 16 characters")
+        secret_key = env.get("LIAISON_SECRET_KEY", "")
+        if len(secret_key) < 16:
+            raise SettingsError(
+                "LIAISON_SECRET_KEY must be set to at least 16 random characters: it signs "
+                "tracking tokens and salts the erasure hashes"
+            )
+        log_level = env.get("LOG_LEVEL", "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(f"LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        return cls(
+            database_url=database_url,
+            broker_url=broker_url,
+            admin_key=admin_key,
+            secret_key=secret_key,
+            identity_url=_url(env, "IDENTITY_URL", ("http", "https"), cls.identity_url),
+            enrichment_url=_url(env, "ENRICHMENT_URL", ("http", "https"), cls.enrichment_url),
+            campaigns_url=_url(env, "CAMPAIGNS_URL", ("http", "https"), cls.campaigns_url),
+            db_pool_min=_int(env, "DB_POOL_MIN", 1, 0, 100),
+            db_pool_max=_int(env, "DB_POOL_MAX", 10, 1, 500),
+            key_cache_seconds=_float(env, "KEY_CACHE_SECONDS", 2.0, 0.0, 5.0),
+            bus_prefix=env.get("BUS_PREFIX", ""),
+            consumer_max_attempts=_int(env, "CONSUMER_MAX_ATTEMPTS", 5, 1, 100),
+            outbox_batch=_int(env, "OUTBOX_BATCH", 500, 1, 10000),
+            log_level=log_level,
+        )

@@ -1,0 +1,366 @@
+"""The HTTP plumbing every service shares: the app factory, problem+json for every error,
+bearer-key auth with scopes, Idempotency-Key, cursor pagination, request ids, health and
+metrics endpoints. Routes and schemas stay in each service's `api/` package."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, current_app, g, request
+from flask_smorest import Api
+from kombu import Connection
+from kombu.exceptions import OperationalError as BrokerError
+from psycopg import sql
+from werkzeug.exceptions import HTTPException
+
+from shared import errors
+from shared.auth import KeyVerifier, Principal
+from shared.db import Database, UnitOfWork
+from shared.logging import request_id
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, render
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+NO_TENANT = "00000000-0000-0000-0000-000000000000"  # the admin key's records (tenants, keys)
+BEARER = [{"bearerAuth": []}]
+
+
+@dataclass
+class Service:
+    """What a service's routes need, wired once by its app factory."""
+
+    name: str
+    schema: str
+    settings: Settings
+    db: Database
+    verifier: KeyVerifier
+    outbox_lag: Callable[[], dict[str, dict[str, float]]] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def service() -> Service:
+    return current_app.extensions["liaison"]
+
+
+# -- problem+json ------------------------------------------------------------------------------
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    response = Response(
+        json.dumps(body, default=str), status=body["status"], mimetype=PROBLEM_JSON
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details (documentation of every error answer)."""
+
+    type = ma.fields.String(metadata={"description": "URI naming the kind of problem"})
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(metadata={"description": "Validation errors: {field: [messages]}"})
+
+
+def _flatten_webargs(messages: Any) -> dict[str, Any]:
+    """webargs reports {location: {field: [msgs]}}; the contract wants {field: [msgs]}."""
+    if not isinstance(messages, dict):
+        return {"_request": messages}
+    flat: dict[str, Any] = {}
+    for location, fields in messages.items():
+        if isinstance(fields, dict):
+            flat.update(fields)
+        else:
+            flat[location] = fields
+    return flat
+
+
+class ProblemApi(Api):
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages") or data.get("errors")
+        code = error.code or 500
+        if code == 400 and messages:
+            # webargs says the body is not JSON at all.
+            body = errors.BadRequest("The request body is not valid JSON.").body()
+        elif code == 422 and messages is not None:
+            body = errors.ValidationFailed(_flatten_webargs(messages)).body()
+        else:
+            body = {
+                "type": "about:blank",
+                "title": error.name,
+                "status": code,
+                "detail": data.get("message") or error.description or error.name,
+            }
+        headers = dict(data.get("headers") or {})
+        if code == 405 and error.valid_methods:  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return problem_response(body, headers)
+
+
+def _handle_problem(problem: errors.Problem) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return problem_response(problem.body(), headers)
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.path})
+    return problem_response(
+        {"type": "about:blank", "title": "Internal Server Error", "status": 500,
+         "detail": "The server failed to answer; the error is logged with this request's id."}
+    )
+
+
+# -- auth --------------------------------------------------------------------------------------
+def current_principal() -> Principal:
+    principal = g.get("principal")
+    if principal is None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise errors.Unauthorized("Send your API key as `Authorization: Bearer <key>`.")
+        principal = service().verifier.verify(key.strip())
+        if principal is None:
+            raise errors.Unauthorized("The API key is unknown or revoked.")
+        g.principal = principal
+    return principal
+
+
+def requires(*scopes: str, admin: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Lets the call through when its key has one of `scopes` (or is the admin key, for the
+    tenant and key management that only the admin key may do)."""
+
+    wanted = set(scopes)
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            if admin:
+                if not principal.is_admin:
+                    raise errors.Forbidden("Only the admin key manages tenants and keys.")
+            elif principal.is_admin:
+                raise errors.Forbidden("The admin key may only manage tenants and keys.")
+            elif not wanted & principal.scopes:
+                raise errors.Forbidden(
+                    f"This key lacks the scope for this call (needs one of: {', '.join(sorted(wanted))})."
+                )
+            return view(*args, **kwargs)
+
+        doc = getattr(wrapper, "_apidoc", {})
+        manual = doc.setdefault("manual_doc", {})
+        manual["security"] = BEARER
+        manual.setdefault("description", "")
+        needs = "the admin key" if admin else "a key with scope " + " or ".join(f"`{s}`" for s in sorted(wanted))
+        manual["description"] = (manual["description"] + f"\n\nRequires {needs}.").strip()
+        wrapper._apidoc = doc  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def tenant_id() -> str:
+    principal = current_principal()
+    return principal.tenant_id or NO_TENANT
+
+
+# -- units of work and idempotency -------------------------------------------------------------
+@contextmanager
+def unit_of_work() -> Iterator[UnitOfWork]:
+    """The request's transaction: the one the Idempotency-Key check opened, or a new one."""
+    uow = g.get("uow")
+    if uow is not None:
+        yield uow
+        return
+    with service().db.transaction() as uow:
+        yield uow
+
+
+def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Idempotency-Key on a creating POST: the first response is stored in the transaction of the
+    change it reports, so a repeat (same key and body) gets the same answer and creates nothing,
+    even when the first attempt's client never saw the response."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return view(*args, **kwargs)
+        if not 1 <= len(key) <= 255:
+            raise errors.ValidationFailed({"Idempotency-Key": ["Must be 1 to 255 characters."]})
+        svc = service()
+        tenant = tenant_id()
+        digest = hashlib.sha256(request.get_data()).hexdigest()
+        table = sql.Identifier(svc.schema, "idempotency_keys")
+        with svc.db.transaction() as uow:
+            claimed = uow.execute(
+                sql.SQL(
+                    "INSERT INTO {} (tenant_id, key, method, path, request_hash)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+                ).format(table),
+                (tenant, key, request.method, request.path, digest),
+            ).fetchone()
+            if not claimed:
+                first = uow.execute(
+                    sql.SQL(
+                        "SELECT request_hash, status, response_body, response_type FROM {}"
+                        " WHERE tenant_id = %s AND key = %s AND method = %s AND path = %s"
+                    ).format(table),
+                    (tenant, key, request.method, request.path),
+                ).fetchone()
+                if first["request_hash"] != digest:
+                    raise errors.ValidationFailed(
+                        {"Idempotency-Key": ["This key was already used with a different body."]},
+                        detail="An Idempotency-Key may be reused only for the same request.",
+                    )
+                replay = Response(bytes(first["response_body"]), status=first["status"],
+                                  mimetype=first["response_type"])
+                replay.headers["Idempotent-Replayed"] = "true"
+                return replay
+            g.uow = uow
+            try:
+                response = current_app.make_response(view(*args, **kwargs))
+            finally:
+                g.pop("uow", None)
+            uow.execute(
+                sql.SQL(
+                    "UPDATE {} SET status = %s, response_body = %s, response_type = %s"
+                    " WHERE tenant_id = %s AND key = %s AND method = %s AND path = %s"
+                ).format(table),
+                (response.status_code, response.get_data(), response.mimetype,
+                 tenant, key, request.method, request.path),
+            )
+        return response
+
+    doc = getattr(wrapper, "_apidoc", {})
+    doc.setdefault("manual_doc", {}).setdefault("parameters", []).append(
+        {"in": "header", "name": "Idempotency-Key", "required": False,
+         "schema": {"type": "string", "maxLength": 255},
+         "description": "Repeat a create safely: the same key and body return the first response."}
+    )
+    wrapper._apidoc = doc  # type: ignore[attr-defined]
+    return wrapper
+
+
+# -- pagination --------------------------------------------------------------------------------
+class PageArgs(ma.Schema):
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 1000))
+    cursor = ma.fields.String(load_default=None)
+
+
+def encode_cursor(*values: Any) -> str:
+    raw = json.dumps([str(v) for v in values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, arity: int) -> list[str] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or len(values) != arity or not all(isinstance(v, str) for v in values):
+        raise errors.ValidationFailed({"cursor": ["Not a cursor this API gave out."]})
+    return values
+
+
+def page(items: list[dict[str, Any]], limit: int, cursor_of: Callable[[dict[str, Any]], tuple]) -> dict[str, Any]:
+    """`items` holds up to limit + 1 rows; the extra one only says there is a next page."""
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next_cursor": encode_cursor(*cursor_of(items[-1])) if more else None}
+
+
+# -- the app factory ---------------------------------------------------------------------------
+def create_service_app(
+    svc: Service,
+    blueprints: list[Any],
+    *,
+    title: str,
+    description: str,
+) -> Flask:
+    app = Flask(svc.name)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "info": {"description": description},
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+            },
+        },
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+    )
+    app.extensions["liaison"] = svc
+    api = ProblemApi(app)
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint)
+    app.register_error_handler(errors.Problem, _handle_problem)
+    app.register_error_handler(Exception, _handle_unexpected)
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if 0 < len(incoming) <= 200 else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        request_id.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        HTTP_REQUESTS.labels(svc.name, request.method, endpoint, response.status_code).inc()
+        HTTP_LATENCY.labels(svc.name, request.method, endpoint).observe(
+            time.perf_counter() - g.get("started", time.perf_counter())
+        )
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> tuple[dict[str, Any], int]:
+        checks = {"database": svc.db.ping(), "broker": broker_reachable(svc.settings.broker_url)}
+        ready = all(checks.values())
+        return {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body, content_type = render(svc.outbox_lag)
+        return Response(body, content_type=content_type)
+
+    return app
+
+
+def broker_reachable(broker_url: str) -> bool:
+    try:
+        with Connection(broker_url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=0, timeout=2)
+        return True
+    except (BrokerError, OSError) as exc:
+        log.warning("broker unreachable", extra={"error": str(exc)})
+        return False
