@@ -165,7 +165,6 @@ class Publisher:
                 routing_key=routing_key,
                 delivery_mode=2,
                 message_id=envelope.get("id"),
-                content_type=CLOUDEVENTS_CONTENT_TYPE,
             )
             count += 1
         if count and is_amqp(self.broker_url):

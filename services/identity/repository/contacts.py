@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from shared.db import UnitOfWork
 
 # The columns a contact row is read with everywhere.
-COLUMNS = (
-    "id, tenant_id, crm_system, crm_id, email, phone, first_name, last_name, locale, timezone,"
-    " attributes, suppressed, created_at, updated_at"
-)
+COLUMN_NAMES = ("id", "tenant_id", "crm_system", "crm_id", "email", "phone", "first_name", "last_name",
+                "locale", "timezone", "attributes", "suppressed", "created_at", "updated_at")
+COLUMNS = sql.SQL(", ").join(map(sql.Identifier, COLUMN_NAMES))
 WRITABLE = ("crm_system", "crm_id", "email", "phone", "first_name", "last_name", "locale",
             "timezone", "attributes")
 
@@ -62,9 +62,9 @@ def upsert_batch(uow: UnitOfWork, tenant_id: str, rows: list[dict[str, Any]]) ->
 
 
 def get(uow: UnitOfWork, tenant_id: str, contact_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-    query = f"SELECT {COLUMNS} FROM identity.contacts WHERE tenant_id = %s AND id = %s"  # noqa: S608 - constant column list
-    if lock:
-        query += " FOR UPDATE"
+    query = sql.SQL("SELECT {} FROM identity.contacts WHERE tenant_id = %s AND id = %s {}").format(
+        COLUMNS, sql.SQL("FOR UPDATE" if lock else "")
+    )
     return uow.execute(query, (tenant_id, contact_id)).fetchone()
 
 
@@ -76,7 +76,7 @@ def update(uow: UnitOfWork, tenant_id: str, contact_id: str, changes: dict[str, 
         params[f"set_{name}"] = name in changes
     params["suppressed"] = changes.get("suppressed", False)
     return uow.execute(
-        f"""
+        sql.SQL("""
         UPDATE identity.contacts SET
             crm_system = CASE WHEN %(set_crm_system)s THEN %(crm_system)s ELSE crm_system END,
             crm_id     = CASE WHEN %(set_crm_id)s THEN %(crm_id)s ELSE crm_id END,
@@ -91,8 +91,8 @@ def update(uow: UnitOfWork, tenant_id: str, contact_id: str, changes: dict[str, 
             suppressed = suppressed OR %(suppressed)s,
             updated_at = now()
         WHERE tenant_id = %(tenant)s AND id = %(id)s
-        RETURNING {COLUMNS}
-        """,  # noqa: S608 - constant column list
+        RETURNING {}
+        """).format(COLUMNS),
         params,
     ).fetchone()
 
@@ -100,15 +100,15 @@ def update(uow: UnitOfWork, tenant_id: str, contact_id: str, changes: dict[str, 
 def find(uow: UnitOfWork, tenant_id: str, *, email: str | None, crm_system: str | None,
          crm_id: str | None, after: str | None, limit: int) -> list[dict[str, Any]]:
     return uow.execute(
-        f"""
-        SELECT {COLUMNS} FROM identity.contacts
+        sql.SQL("""
+        SELECT {} FROM identity.contacts
         WHERE tenant_id = %(tenant)s
           AND (%(email)s::text IS NULL OR email = %(email)s)
           AND (%(crm_system)s::text IS NULL OR crm_system = %(crm_system)s)
           AND (%(crm_id)s::text IS NULL OR crm_id = %(crm_id)s)
           AND (%(after)s::uuid IS NULL OR id > %(after)s)
         ORDER BY id LIMIT %(limit)s
-        """,  # noqa: S608 - constant column list
+        """).format(COLUMNS),
         {"tenant": tenant_id, "email": email, "crm_system": crm_system, "crm_id": crm_id,
          "after": after, "limit": limit},
     ).fetchall()
@@ -121,7 +121,7 @@ def delete(uow: UnitOfWork, tenant_id: str, contact_id: str) -> None:
 def fill_blanks_from(uow: UnitOfWork, tenant_id: str, survivor_id: str, duplicate_id: str) -> dict[str, Any]:
     """A merge keeps the survivor's values and takes the duplicate's where the survivor has none."""
     return uow.execute(
-        f"""
+        sql.SQL("""
         UPDATE identity.contacts s SET
             email = COALESCE(s.email, d.email), phone = COALESCE(s.phone, d.phone),
             first_name = COALESCE(s.first_name, d.first_name),
@@ -132,8 +132,8 @@ def fill_blanks_from(uow: UnitOfWork, tenant_id: str, survivor_id: str, duplicat
         FROM identity.contacts d
         WHERE s.tenant_id = %(tenant)s AND s.id = %(survivor)s
           AND d.tenant_id = %(tenant)s AND d.id = %(duplicate)s
-        RETURNING {", ".join("s." + c.strip() for c in COLUMNS.split(","))}
-        """,  # noqa: S608 - constant column list
+        RETURNING {}
+        """).format(sql.SQL(", ").join(sql.Identifier("s", name) for name in COLUMN_NAMES)),
         {"tenant": tenant_id, "survivor": survivor_id, "duplicate": duplicate_id},
     ).fetchone()
 

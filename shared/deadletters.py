@@ -1,0 +1,92 @@
+"""List and replay a consumer's dead-lettered events (an operator's command).
+
+    python -m shared.deadletters list identity
+    python -m shared.deadletters replay identity [--id EVENT_ID ...]
+
+Listing takes the messages without acknowledging them, so the broker puts them all back when the
+connection closes. Replaying sends each chosen message back to the consumer's own queue with its
+attempt count reset, and only then removes it from the dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from kombu import Connection, Queue
+
+from shared.bus import ACCEPT, DIRECT_EXCHANGE, direct_exchange
+from shared.consumer import ATTEMPTS_HEADER, ERROR_HEADER
+from shared.settings import Settings
+
+
+def _dead_queue(queue_name: str) -> Queue:
+    return Queue(f"{queue_name}.dead", exchange=direct_exchange(), routing_key=f"{queue_name}.dead",
+                 durable=True)
+
+
+def list_dead(broker_url: str, queue_name: str, limit: int = 1000) -> list[dict[str, Any]]:
+    found = []
+    with Connection(broker_url) as connection:
+        queue = _dead_queue(queue_name)(connection.default_channel)
+        queue.declare()
+        while len(found) < limit:
+            message = queue.get(no_ack=False, accept=ACCEPT)
+            if message is None:
+                break
+            body = message.payload
+            found.append({
+                "id": body.get("id") if isinstance(body, dict) else None,
+                "type": body.get("type") if isinstance(body, dict) else None,
+                "attempts": (message.headers or {}).get(ATTEMPTS_HEADER),
+                "error": (message.headers or {}).get(ERROR_HEADER),
+                "event": body,
+            })
+    return found
+
+
+def replay(broker_url: str, queue_name: str, event_ids: set[str] | None = None) -> int:
+    replayed = 0
+    with Connection(broker_url) as connection:
+        channel = connection.default_channel
+        queue = _dead_queue(queue_name)(channel)
+        queue.declare()
+        producer = connection.Producer(channel)
+        kept = []
+        while True:
+            message = queue.get(no_ack=False, accept=ACCEPT)
+            if message is None:
+                break
+            body = message.payload
+            if event_ids is not None and (not isinstance(body, dict) or body.get("id") not in event_ids):
+                kept.append(message)
+                continue
+            producer.publish(body, exchange=DIRECT_EXCHANGE, routing_key=queue_name,
+                             serializer="cloudevents", headers={ATTEMPTS_HEADER: 0}, delivery_mode=2)
+            message.ack()
+            replayed += 1
+        for message in kept:
+            message.requeue()
+    return replayed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.deadletters", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=["list", "replay"])
+    parser.add_argument("consumer", help="the consumer's name, e.g. identity")
+    parser.add_argument("--id", action="append", dest="ids", help="replay only this event id (repeatable)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    queue_name = f"{settings.bus_prefix}{args.consumer}"
+    if args.action == "list":
+        for entry in list_dead(settings.broker_url, queue_name):
+            print(json.dumps(entry, default=str))
+    else:
+        count = replay(settings.broker_url, queue_name, set(args.ids) if args.ids else None)
+        print(f"replayed {count} event(s) to {queue_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The outbox, the relay and the consumer loop against the real broker and database."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from kombu import Connection, Queue, binding
+
+from shared.bus import Publisher, events_exchange
+from shared.consumer import EventConsumer
+from shared.deadletters import list_dead, replay
+from shared.db import Database
+from shared.events import CloudEvent
+from shared.outbox import OutboxRelay, write_events
+from tests.integration.test_http_platform import contact_body
+
+
+@pytest.fixture()
+def db(settings, identity_app):
+    database = Database(settings.database_url, max_size=4, name="test-bus").open()
+    yield database
+    database.close()
+
+
+@pytest.fixture()
+def tap(settings):
+    """A queue that sees every event on liaison.events, removed after the test."""
+    name = f"{settings.bus_prefix}tap-{uuid.uuid4().hex[:6]}"
+    with Connection(settings.broker_url) as connection:
+        queue = Queue(name, bindings=[binding(events_exchange(), routing_key="#")], durable=False,
+                      auto_delete=False)
+        queue(connection.default_channel).declare()
+
+        def take(limit: int = 10_000) -> list[dict]:
+            got = []
+            while len(got) < limit:
+                message = queue(connection.default_channel).get(accept=["cloudevents", "json"])
+                if message is None:
+                    break
+                got.append({"routing_key": message.delivery_info["routing_key"], "body": message.payload,
+                            "content_type": message.content_type})
+                message.ack()
+            return got
+
+        yield take
+        queue(connection.default_channel).delete()
+
+
+def test_the_relay_publishes_committed_events_as_cloudevents(identity, tenant, settings, db, tap):
+    contact = identity.post("/v1/contacts", json=contact_body("bus1", email="b@example.com"),
+                            headers=tenant.crm).json
+    relay = OutboxRelay(db, Publisher(settings.broker_url), ["identity"])
+    assert relay.drain() >= 1
+    published = [m for m in tap() if m["body"].get("subject") == contact["id"]]
+    assert len(published) == 1
+    message = published[0]
+    assert message["routing_key"] == "liaison.identity.contact.upserted"
+    assert message["content_type"] == "application/cloudevents+json"
+    body = message["body"]
+    for attribute in ("specversion", "id", "source", "type", "time", "subject", "tenantid", "data"):
+        assert attribute in body
+    assert body["tenantid"] == tenant.id and body["data"]["contact"]["email"] == "b@example.com"
+    with psycopg.connect(settings.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM identity.outbox").fetchone()[0] == 0
+
+
+def test_events_wait_in_the_outbox_while_the_broker_is_down(identity, tenant, settings, db, tap):
+    contact = identity.post("/v1/contacts", json=contact_body("bus2"), headers=tenant.crm).json
+    assert contact["id"]  # the change committed although nothing could be published
+    down = OutboxRelay(db, Publisher("amqp://guest:guest@127.0.0.1:1//"), ["identity"])
+    with pytest.raises(Exception):  # noqa: B017 - whichever connection error the client raises
+        down.drain()
+    with psycopg.connect(settings.database_url) as conn:
+        waiting = conn.execute("SELECT count(*) FROM identity.outbox WHERE envelope->>'subject' = %s",
+                               (contact["id"],)).fetchone()[0]
+    assert waiting == 1
+    OutboxRelay(db, Publisher(settings.broker_url), ["identity"]).drain()
+    assert [m for m in tap() if m["body"].get("subject") == contact["id"]]
+
+
+def _publish(settings, event: CloudEvent) -> None:
+    publisher = Publisher(settings.broker_url)
+    publisher.publish_batch([(event.type, event.envelope())])
+    publisher.close()
+
+
+def test_a_redelivered_event_is_handled_once(settings, db, tenant):
+    seen = []
+    consumer = EventConsumer(f"dedupe-{uuid.uuid4().hex[:6]}", db, "identity", settings.broker_url,
+                             {"liaison.test.ping": lambda uow, e: seen.append(e["id"])},
+                             prefix=settings.bus_prefix)
+    with Connection(settings.broker_url) as connection:
+        consumer.topology.declare(connection)
+    event = CloudEvent("liaison.test.ping", "/test", tenant.id, {"n": 1})
+    _publish(settings, event)
+    _publish(settings, event)
+    consumer.drain(idle=0.5)
+    assert seen == [event.id]
+
+
+def test_a_failing_event_is_retried_then_dead_lettered_and_can_be_replayed(settings, db, tenant):
+    attempts = []
+    healthy = [False]
+
+    def handler(uow, envelope):
+        attempts.append(envelope["id"])
+        if not healthy[0]:
+            raise RuntimeError("downstream is broken")
+
+    consumer = EventConsumer(f"flaky-{uuid.uuid4().hex[:6]}", db, "identity", settings.broker_url,
+                             {"liaison.test.flaky": handler}, prefix=settings.bus_prefix,
+                             max_attempts=3, base_delay=0.05)
+    with Connection(settings.broker_url) as connection:
+        consumer.topology.declare(connection)
+    event = CloudEvent("liaison.test.flaky", "/test", tenant.id, {})
+    _publish(settings, event)
+    consumer.drain(idle=1.5)
+    assert len(attempts) == 3
+    queue = consumer.topology.queue_name
+    # The operator lists the dead letters (listing leaves them there) ...
+    listed = list_dead(settings.broker_url, queue)
+    assert [d["id"] for d in listed] == [event.id]
+    assert "downstream is broken" in listed[0]["error"] and listed[0]["attempts"] == 3
+    assert [d["id"] for d in list_dead(settings.broker_url, queue)] == [event.id]
+    # ... and replays them once the cause is fixed: back to the consumer's own queue.
+    healthy[0] = True
+    assert replay(settings.broker_url, queue) == 1
+    consumer.drain(idle=0.5)
+    assert len(attempts) == 4
+    assert list_dead(settings.broker_url, queue) == []
+    with psycopg.connect(settings.database_url) as conn:
+        handled = conn.execute("SELECT count(*) FROM identity.handled_events WHERE event_id = %s",
+                               (event.id,)).fetchone()[0]
+    assert handled == 1
+    with Connection(settings.broker_url) as connection:
+        for suffix in ("", ".retry", ".dead"):
+            Queue(consumer.topology.queue_name + suffix)(connection.default_channel).delete()
+
+
+def test_a_malformed_message_goes_straight_to_the_dead_letters(settings, db):
+    consumer = EventConsumer(f"strict-{uuid.uuid4().hex[:6]}", db, "identity", settings.broker_url,
+                             {"liaison.test.#": lambda uow, e: None}, prefix=settings.bus_prefix)
+    with Connection(settings.broker_url) as connection:
+        consumer.topology.declare(connection)
+        connection.Producer().publish({"not": "a cloudevent"}, exchange=events_exchange(),
+                                      routing_key="liaison.test.bad", serializer="json")
+    assert consumer.drain(idle=0.5) == 1
+    with Connection(settings.broker_url) as connection:
+        dead = Queue(f"{consumer.topology.queue_name}.dead")(connection.default_channel)
+        message = dead.get(accept=["cloudevents", "json"])
+        assert message is not None and "malformed" in message.headers["x-liaison-error"]
+        message.ack()
+
+
+def test_events_written_in_a_rolled_back_transaction_never_leave(settings, db, tenant):
+    event = CloudEvent("liaison.test.rollback", "/test", tenant.id, {})
+    with pytest.raises(RuntimeError), db.transaction() as uow:
+        write_events(uow.conn, "identity", [event])
+        raise RuntimeError("the change failed")
+    with psycopg.connect(settings.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM identity.outbox WHERE envelope->>'id' = %s",
+                            (event.id,)).fetchone()[0] == 0

@@ -1,0 +1,136 @@
+"""What every caller of every endpoint relies on: auth, scopes, tenancy, errors, ids, docs."""
+
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import make_tenant
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.content_type == PROBLEM
+    body = response.json
+    assert body["status"] == status
+    assert body["type"] and body["title"] and body["detail"]
+    return body
+
+
+def contact_body(ref="1", **fields):
+    return {"crm_ref": {"system": "salesforce", "id": ref}, **fields}
+
+
+def test_health_readiness_metrics_and_docs_need_no_key(identity):
+    assert identity.get("/healthz").status_code == 200
+    ready = identity.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"] == {"database": True, "broker": True}
+    metrics = identity.get("/metrics")
+    assert metrics.status_code == 200
+    assert b"liaison_http_requests_total" in metrics.data
+    assert b"liaison_outbox_pending_events" in metrics.data
+    assert identity.get("/docs").status_code == 200
+
+
+def test_openapi_documents_every_identity_path_with_bearer_auth(identity):
+    spec = identity.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.")
+    paths = spec["paths"]
+    for path in ("/v1/tenants", "/v1/tenants/{tenant_id}/api-keys", "/v1/api-keys/{key_id}",
+                 "/v1/contacts", "/v1/contacts/bulk", "/v1/contacts/{contact_id}",
+                 "/v1/contacts/{contact_id}/merge", "/v1/contacts/{contact_id}/identities",
+                 "/v1/identities/resolve"):
+        assert path in paths, path
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert paths["/v1/contacts"]["post"]["security"] == [{"bearerAuth": []}]
+
+
+def test_a_missing_or_unknown_key_is_401(identity):
+    body = assert_problem(identity.get("/v1/contacts"), 401)
+    assert "Bearer" in body["detail"]
+    assert_problem(identity.get("/v1/contacts", headers={"Authorization": "Bearer lsn_nope"}), 401)
+    assert_problem(identity.get("/v1/contacts", headers={"Authorization": "Basic abc"}), 401)
+
+
+def test_a_key_without_the_scope_is_403_and_changes_nothing(identity, tenant):
+    assert_problem(identity.post("/v1/contacts", json=contact_body(), headers=tenant.marketing), 403)
+    found = identity.get("/v1/contacts?crm_system=salesforce&crm_id=1", headers=tenant.crm)
+    assert found.json["items"] == []
+
+
+def test_the_admin_key_manages_tenants_only(identity, admin, tenant):
+    assert_problem(identity.get("/v1/contacts", headers=admin), 403)
+    assert_problem(identity.post("/v1/tenants", json={"name": "x"}, headers=tenant.crm), 403)
+
+
+def test_a_revoked_key_stops_working_within_five_seconds(identity, admin, tenant):
+    key = tenant.keys["crm"]
+    assert identity.get("/v1/contacts", headers=tenant.crm).status_code == 200
+    assert identity.delete(f"/v1/api-keys/{key['id']}", headers=admin).status_code == 204
+    deadline = time.monotonic() + 5
+    while identity.get("/v1/contacts", headers=tenant.crm).status_code != 401:
+        assert time.monotonic() < deadline, "revoked key still accepted after 5 s"
+        time.sleep(0.25)
+
+
+def test_another_tenants_contact_is_404_never_its_data(identity, admin, tenant, other_tenant):
+    created = identity.post("/v1/contacts", json=contact_body(email="a@example.com"), headers=tenant.crm)
+    contact_id = created.json["id"]
+    body = assert_problem(identity.get(f"/v1/contacts/{contact_id}", headers=other_tenant.crm), 404)
+    assert "a@example.com" not in str(body)
+    assert_problem(identity.patch(f"/v1/contacts/{contact_id}", json={"first_name": "X"},
+                                  headers=other_tenant.crm), 404)
+    assert identity.get(f"/v1/contacts/{contact_id}", headers=tenant.crm).json["first_name"] is None
+    listed = identity.get("/v1/contacts?email=a@example.com", headers=other_tenant.crm)
+    assert listed.json["items"] == []
+
+
+def test_malformed_requests_get_problems_never_a_500(identity, tenant):
+    bad_json = identity.post("/v1/contacts", data="{not json", headers={**tenant.crm, "Content-Type": "application/json"})
+    assert_problem(bad_json, 400)
+    invalid = assert_problem(identity.post("/v1/contacts", json={"crm_ref": {"system": ""}, "email": "x",
+                                                                   "timezone": "Mars/Base", "bogus": 1},
+                                           headers=tenant.crm), 422)
+    assert set(invalid["errors"]) >= {"crm_ref", "email", "timezone", "bogus"}
+    assert_problem(identity.post("/v1/contacts", json=[1, 2], headers=tenant.crm), 422)
+    assert_problem(identity.get("/v1/contacts/not-a-uuid", headers=tenant.crm), 404)
+    assert_problem(identity.get(f"/v1/contacts/{uuid.uuid4()}", headers=tenant.crm), 404)
+    assert_problem(identity.put("/v1/contacts", json={}, headers=tenant.crm), 405)
+    assert_problem(identity.get("/v1/no-such-thing", headers=tenant.crm), 404)
+    assert_problem(identity.get("/v1/contacts?limit=0", headers=tenant.crm), 422)
+    assert_problem(identity.get("/v1/contacts?limit=1001", headers=tenant.crm), 422)
+    assert_problem(identity.get("/v1/contacts?cursor=forged", headers=tenant.crm), 422)
+
+
+def test_request_ids_are_echoed_or_made(identity):
+    assert identity.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
+    assert len(identity.get("/healthz").headers["X-Request-Id"]) == 32
+
+
+def test_keys_are_shown_once_and_scoped(identity, admin):
+    tenant = make_tenant(identity, admin, "Initech")
+    key = tenant.keys["compliance"]
+    assert key["key"].startswith("lsn_") and key["scopes"] == ["compliance"]
+    me = identity.get("/v1/api-keys/current", headers=tenant.compliance)
+    assert me.json == {"id": key["id"], "tenant_id": tenant.id, "scopes": ["compliance"]}
+    bad = assert_problem(identity.post(f"/v1/tenants/{tenant.id}/api-keys",
+                                       json={"name": "x", "scopes": ["root"]}, headers=admin), 422)
+    assert "scopes" in bad["errors"]
+    assert_problem(identity.post(f"/v1/tenants/{uuid.uuid4()}/api-keys",
+                                 json={"name": "x", "scopes": ["crm"]}, headers=admin), 404)
+    assert_problem(identity.delete(f"/v1/api-keys/{uuid.uuid4()}", headers=admin), 404)
+
+
+@pytest.mark.parametrize("path", ["/v1/tenants"])
+def test_idempotency_key_replays_the_first_response(identity, admin, path):
+    headers = {**admin, "Idempotency-Key": str(uuid.uuid4())}
+    first = identity.post(path, json={"name": "Once"}, headers=headers)
+    again = identity.post(path, json={"name": "Once"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json == again.json
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other_body = identity.post(path, json={"name": "Twice"}, headers=headers)
+    assert_problem(other_body, 422)
