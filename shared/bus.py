@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from kombu import Connection, Exchange, Queue, binding
 from kombu.serialization import register
 
@@ -30,8 +30,8 @@ CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 # CloudEvents' structured content mode over AMQP: the whole envelope as JSON.
 register(
     "cloudevents",
-    lambda obj: json.dumps(obj, separators=(",", ":")),
-    json.loads,
+    lambda obj: orjson.dumps(obj).decode(),
+    orjson.loads,
     content_type=CLOUDEVENTS_CONTENT_TYPE,
     content_encoding="utf-8",
 )

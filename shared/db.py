@@ -7,11 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool
 
 from shared.events import CloudEvent
+
+# jsonb parameters (events, audit details, bulk rows) are encoded with orjson: several times faster
+# than the standard library, which shows in bulk imports that write three JSON documents a contact.
+set_json_dumps(orjson.dumps)
 
 
 class Database:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http
 import json
 import logging
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import marshmallow as ma
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
@@ -90,6 +92,18 @@ def _flatten_webargs(messages: Any) -> dict[str, Any]:
 
 class ProblemApi(Api):
     ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        """Documents every error answer as `application/problem+json`, which is what it is."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         data = getattr(error, "data", None) or {}
@@ -165,6 +179,10 @@ def requires(*scopes: str, admin: bool = False) -> Callable[[Callable[..., Any]]
         doc = getattr(wrapper, "_apidoc", {})
         manual = doc.setdefault("manual_doc", {})
         manual["security"] = BEARER
+        manual.setdefault("responses", {}).update({
+            "401": "UNAUTHORIZED",
+            "403": "FORBIDDEN",
+        })
         manual.setdefault("description", "")
         needs = "the admin key" if admin else "a key with scope " + " or ".join(f"`{s}`" for s in sorted(wanted))
         manual["description"] = (manual["description"] + f"\n\nRequires {needs}.").strip()

@@ -10,8 +10,8 @@ from kombu import Connection, Queue, binding
 
 from shared.bus import Publisher, events_exchange
 from shared.consumer import EventConsumer
-from shared.deadletters import list_dead, replay
 from shared.db import Database
+from shared.deadletters import list_dead, replay
 from shared.events import CloudEvent
 from shared.outbox import OutboxRelay, write_events
 from tests.integration.test_http_platform import contact_body

@@ -2,8 +2,8 @@
 
 import uuid
 
-from psycopg.rows import dict_row
 import psycopg
+from psycopg.rows import dict_row
 
 from tests.integration.test_http_platform import assert_problem, contact_body
 

@@ -89,7 +89,8 @@ def test_another_tenants_contact_is_404_never_its_data(identity, admin, tenant, 
 
 
 def test_malformed_requests_get_problems_never_a_500(identity, tenant):
-    bad_json = identity.post("/v1/contacts", data="{not json", headers={**tenant.crm, "Content-Type": "application/json"})
+    json_headers = {**tenant.crm, "Content-Type": "application/json"}
+    bad_json = identity.post("/v1/contacts", data="{not json", headers=json_headers)
     assert_problem(bad_json, 400)
     invalid = assert_problem(identity.post("/v1/contacts", json={"crm_ref": {"system": ""}, "email": "x",
                                                                    "timezone": "Mars/Base", "bogus": 1},

@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.identity import contacts
+from services.identity.api.contact_rows import quick_load
 from services.identity.api.fields import EachRow, Email, Locale, Phone, TimeZone
 from shared.web import (
     PageArgs,
@@ -138,11 +139,13 @@ class ContactsBulk(MethodView):
         errors: list[dict[str, Any]] = []
         by_ref: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         for index, row in enumerate(body["contacts"]):
-            try:
-                contact = _contact_in.load(row if isinstance(row, dict) else {"_": row})
-            except ma.ValidationError as exc:
-                errors.append({"index": index, "errors": exc.normalized_messages()})
-                continue
+            contact = quick_load(row)
+            if contact is None:
+                try:
+                    contact = _contact_in.load(row if isinstance(row, dict) else {"_": row})
+                except ma.ValidationError as exc:
+                    errors.append({"index": index, "errors": exc.normalized_messages()})
+                    continue
             ref = (contact["crm_ref"]["system"], contact["crm_ref"]["id"])
             if ref in by_ref:  # the same record twice in one batch: the later row wins
                 errors.append({"index": by_ref[ref][0],

@@ -11,11 +11,11 @@ import marshmallow as ma
 
 from services.identity.contacts import normalize_email, normalize_phone
 
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
 
 @lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
+def known_time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
@@ -42,7 +42,7 @@ class Phone(ma.fields.String):
 class Locale(ma.fields.String):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if not _LOCALE.match(text):
+        if not LOCALE_PATTERN.match(text):
             raise ma.ValidationError("Not a BCP 47 language tag (e.g. fr-FR).")
         return text.replace("_", "-")
 
@@ -50,7 +50,7 @@ class Locale(ma.fields.String):
 class TimeZone(ma.fields.String):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if text not in _zones():
+        if text not in known_time_zones():
             raise ma.ValidationError("Not an IANA time zone (e.g. Europe/Paris).")
         return text
 
