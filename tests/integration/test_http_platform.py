@@ -1,5 +1,6 @@
 """What every caller of every endpoint relies on: auth, scopes, tenancy, errors, ids, docs."""
 
+import json
 import time
 import uuid
 
@@ -135,3 +136,23 @@ def test_idempotency_key_replays_the_first_response(identity, admin, path):
     assert again.headers["Idempotent-Replayed"] == "true"
     other_body = identity.post(path, json={"name": "Twice"}, headers=headers)
     assert_problem(other_body, 422)
+
+
+def test_an_unexpected_error_is_a_bare_500_problem_with_the_trace_only_in_the_log(settings, capfd):
+    from services.identity.app import create_app
+
+    app = create_app(settings)
+
+    @app.get("/v1/boom")
+    def boom():
+        raise KeyError("secret-internal-detail")
+
+    response = app.test_client().get("/v1/boom", headers={"X-Request-Id": "trace-me"})
+    body = assert_problem(response, 500)
+    assert "secret-internal-detail" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert body["title"] == "Internal Server Error"
+    logged = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "unhandled error" in line]
+    assert logged[0]["request_id"] == "trace-me"
+    assert "secret-internal-detail" in logged[0]["trace"]
+    app.extensions["liaison"].db.close()
