@@ -18,6 +18,7 @@ from functools import wraps
 from typing import Any
 
 import marshmallow as ma
+import psycopg
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
@@ -130,6 +131,18 @@ class ProblemApi(Api):
 def _handle_problem(problem: errors.Problem) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
     return problem_response(problem.body(), headers)
+
+
+def _handle_unstorable_value(error: psycopg.errors.DataError) -> Response:
+    """PostgreSQL refused a value the request carried (a NUL character, a date or number out of
+    its range): the client's input, not a server fault. The transaction rolled back."""
+    log.info("database refused a request value", extra={"path": request.path, "error": str(error)})
+    return problem_response(
+        errors.ValidationFailed(
+            {"_request": [f"A value cannot be stored: {error.diag.message_primary or 'invalid value'}."]},
+            detail="The request carries a value the database cannot store (e.g. a NUL character).",
+        ).body()
+    )
 
 
 def _handle_unexpected(error: Exception) -> Response:
@@ -337,6 +350,7 @@ def create_service_app(
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_error_handler(errors.Problem, _handle_problem)
+    app.register_error_handler(psycopg.errors.DataError, _handle_unstorable_value)
     app.register_error_handler(Exception, _handle_unexpected)
 
     @app.before_request

@@ -1,5 +1,6 @@
 """identity's background process: relays its outbox to the bus and consumes the events it
-needs (erasure completions, other services' audit entries).
+needs (erasure completions, other services' audit entries), and seals the audit trail's new
+entries into each tenant's hash chain every second (`audit_chain.run_sealer`).
 
     python -m services.identity.worker
 """
@@ -10,7 +11,7 @@ import logging
 import signal
 import threading
 
-from services.identity import SCHEMA
+from services.identity import SCHEMA, audit_chain, erasure
 from services.identity.app import MIGRATIONS
 from shared import logging as json_logging
 from shared.bus import Publisher
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 
 def handlers() -> dict[str, Handler]:
     """Event type (or topic pattern) → handler, for identity's consumer."""
-    return {}
+    return {
+        erasure.ERASURE_COMPLETED: erasure.on_erasure_completed,
+        audit_chain.AUDIT_RECORDED: audit_chain.on_audit_recorded,
+    }
 
 
 def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventConsumer]]:
@@ -50,6 +54,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     threads = [threading.Thread(target=relay.run, args=(stop,), name="relay")]
     threads += [threading.Thread(target=c.run, args=(stop,), name=c.name) for c in consumers]
+    threads.append(threading.Thread(target=audit_chain.run_sealer, args=(db, stop), name="audit-sealer"))
     for thread in threads:
         thread.start()
     log.info("identity worker started", extra={"consumers": [c.name for c in consumers]})

@@ -156,3 +156,9 @@ def test_an_unexpected_error_is_a_bare_500_problem_with_the_trace_only_in_the_lo
     assert logged[0]["request_id"] == "trace-me"
     assert "secret-internal-detail" in logged[0]["trace"]
     app.extensions["liaison"].db.close()
+
+
+def test_a_value_the_database_cannot_store_is_422_and_changes_nothing(identity, tenant):
+    for body in (contact_body("nul", first_name="a\u0000b"), contact_body("nul", attributes={"k": "a\u0000"})):
+        assert_problem(identity.post("/v1/contacts", json=body, headers=tenant.crm), 422)
+    assert identity.get("/v1/contacts?crm_system=salesforce&crm_id=nul", headers=tenant.crm).json["items"] == []

@@ -1,7 +1,7 @@
 """identity's HTTP layer: thin routes and their marshmallow schemas, one module per resource."""
 
-from services.identity.api import contacts, identities, tenants
+from services.identity.api import audit, consents, contacts, erasures, identities, tenants
 
 
 def blueprints() -> list:
-    return [tenants.blp, contacts.blp, identities.blp]
+    return [tenants.blp, contacts.blp, identities.blp, consents.blp, audit.blp, erasures.blp]
