@@ -40,7 +40,9 @@ def link_handle(uow: UnitOfWork, tenant_id: str, actor: str, contact_id: str,
                 link: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Links a handle; returns (identity, created). Linking the same handle to the same contact
     again answers the existing link; to another contact, a conflict naming that contact."""
-    get_contact(uow, tenant_id, contact_id)
+    # Locked, so that an erasure of this contact running at the same moment either comes first
+    # (then this is a 404) or waits for the link and erases it too.
+    get_contact(uow, tenant_id, contact_id, lock=True)
     try:
         handle = normalize(link["network"], link["handle"])
     except InvalidHandle as exc:
