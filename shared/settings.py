@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 
@@ -11,27 +12,14 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it and says what is expected."""
 
 
-def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(env: dict[str, str], name: str, default: float, low: float, high: float, kind: type = int) -> Any:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is out of range ({low}..{high})")
-    return value
-
-
-def _float(env: dict[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{name}={raw!r} is not a {'whole number' if kind is int else 'number'}") from None
     if not low <= value <= high:
         raise SettingsError(f"{name}={value} is out of range ({low}..{high})")
     return value
@@ -96,11 +84,11 @@ class Settings:
             identity_url=_url(env, "IDENTITY_URL", ("http", "https"), cls.identity_url),
             enrichment_url=_url(env, "ENRICHMENT_URL", ("http", "https"), cls.enrichment_url),
             campaigns_url=_url(env, "CAMPAIGNS_URL", ("http", "https"), cls.campaigns_url),
-            db_pool_min=_int(env, "DB_POOL_MIN", 1, 0, 100),
-            db_pool_max=_int(env, "DB_POOL_MAX", 10, 1, 500),
-            key_cache_seconds=_float(env, "KEY_CACHE_SECONDS", 2.0, 0.0, 5.0),
+            db_pool_min=_number(env, "DB_POOL_MIN", 1, 0, 100),
+            db_pool_max=_number(env, "DB_POOL_MAX", 10, 1, 500),
+            key_cache_seconds=_number(env, "KEY_CACHE_SECONDS", 2.0, 0.0, 5.0, float),
             bus_prefix=env.get("BUS_PREFIX", ""),
-            consumer_max_attempts=_int(env, "CONSUMER_MAX_ATTEMPTS", 5, 1, 100),
-            outbox_batch=_int(env, "OUTBOX_BATCH", 500, 1, 10000),
+            consumer_max_attempts=_number(env, "CONSUMER_MAX_ATTEMPTS", 5, 1, 100),
+            outbox_batch=_number(env, "OUTBOX_BATCH", 500, 1, 10000),
             log_level=log_level,
         )
