@@ -2,7 +2,7 @@
 # need into .venv on first use (and again whenever pyproject.toml changes).
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -31,4 +31,6 @@ bench: install
 	$(PY) -m bench
 
 clean:
+	-test -x $(PY) && $(PY) -m shared.embedded stop var/test
+	-test -x $(PY) && $(PY) -m shared.embedded stop var
 	rm -rf $(VENV) var .pytest_cache
