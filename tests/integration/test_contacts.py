@@ -149,3 +149,12 @@ def test_idempotent_contact_creation_creates_once(identity, tenant, settings):
         events = conn.execute("SELECT count(*) FROM identity.outbox WHERE envelope->>'subject' = %s",
                               (first.json["id"],)).fetchone()[0]
     assert events == 1
+
+
+def test_a_retried_bulk_call_with_its_idempotency_key_changes_nothing_more(identity, tenant):
+    headers = {**tenant.crm, "Idempotency-Key": "nightly-sync-2026-11-23-part-1"}
+    rows = [contact_body(f"ik{i}", first_name="First") for i in range(3)]
+    first = identity.post("/v1/contacts/bulk", json={"contacts": rows}, headers=headers)
+    assert first.json == {"created": 3, "updated": 0, "errors": []}
+    again = identity.post("/v1/contacts/bulk", json={"contacts": rows}, headers=headers)
+    assert again.json == first.json  # not "updated": 3

@@ -132,6 +132,7 @@ class Contacts(MethodView):
 @blp.route("/bulk")
 class ContactsBulk(MethodView):
     @requires("crm")
+    @idempotent
     @blp.arguments(BulkInSchema)
     @blp.response(200, BulkResultSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
