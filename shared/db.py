@@ -3,6 +3,8 @@ the worker's bootstrap, never at import time."""
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,11 @@ from shared.events import CloudEvent
 # than the standard library, which shows in bulk imports that write three JSON documents a contact.
 set_json_dumps(orjson.dumps)
 
+# A connection back from a request less than this long ago is handed out again unchecked: under
+# load, checking every checkout would add a round trip to each request; an idle one is checked,
+# so connections broken by a database restart are replaced instead of failing a request.
+CHECK_IF_IDLE_SECONDS = 2.0
+
 
 class Database:
     """Owns a psycopg pool. `transaction()` is the unit of work: one connection, one transaction,
@@ -33,8 +40,19 @@ class Database:
             kwargs={"row_factory": dict_row, "application_name": name, "autocommit": False},
             open=False,
             name=name,
-            check=ConnectionPool.check_connection,
+            check=self._check_if_idle,
+            reset=self._note_return,
         )
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _note_return(self, conn: psycopg.Connection[Any]) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    def _check_if_idle(self, conn: psycopg.Connection[Any]) -> None:
+        if time.monotonic() - self._returned_at.get(conn, 0.0) > CHECK_IF_IDLE_SECONDS:
+            ConnectionPool.check_connection(conn)
 
     def open(self, wait: bool = True, timeout: float = 30.0) -> Database:
         self.pool.open(wait=wait, timeout=timeout)
@@ -48,6 +66,16 @@ class Database:
         with self.pool.connection() as conn:
             with conn.transaction():
                 yield UnitOfWork(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[UnitOfWork]:
+        """For a read that is one statement: autocommit, so no BEGIN and COMMIT round trips."""
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield UnitOfWork(conn)
+            finally:
+                conn.autocommit = False
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:

@@ -51,7 +51,7 @@ class DatabaseKeyVerifier:
         self.db = db
 
     def verify(self, key: str) -> Principal | None:
-        with self.db.transaction() as uow:
+        with self.db.read() as uow:
             row = repo.key_by_hash(uow, hash_key(key))
         if row is None:
             return None

@@ -166,7 +166,7 @@ class Contact(MethodView):
     @blp.response(200, ContactSchema)
     def get(self, contact_id: Any) -> dict[str, Any]:
         """Read a contact"""
-        with unit_of_work() as uow:
+        with unit_of_work(read_only=True) as uow:
             return contacts.view(contacts.get_contact(uow, tenant_id(), str(contact_id)))
 
     @requires("crm")

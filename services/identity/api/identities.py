@@ -111,7 +111,7 @@ class Resolve(MethodView):
     @blp.response(200, ResolvedSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Which contact has this handle (404 when none)"""
-        with unit_of_work() as uow:
+        with unit_of_work(read_only=True) as uow:
             return identities.resolve(uow, tenant_id(), query["network"], query["handle"])
 
     @requires("crm", "marketing", "compliance")
@@ -119,5 +119,5 @@ class Resolve(MethodView):
     @blp.response(200, ResolveBatchSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Resolve up to 1,000 handles at once, answered in the order asked"""
-        with unit_of_work() as uow:
+        with unit_of_work(read_only=True) as uow:
             return {"items": identities.resolve_many(uow, tenant_id(), body["items"])}
