@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from shared.bus import Publisher, PublishError
+from shared.bus import Publisher, PublishError, SerializedEvent
 from shared.db import Database
 from shared.events import CloudEvent
 from shared.metrics import EVENTS_RELAYED
@@ -60,14 +60,16 @@ class OutboxRelay:
         with self.db.transaction() as uow:
             rows = uow.execute(
                 sql.SQL(
-                    "SELECT tenant_id, id, routing_key, envelope FROM {}.outbox"
+                    "SELECT id, routing_key, envelope::text AS body, envelope->>'id' AS event_id FROM {}.outbox"
                     " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
                 ).format(sql.Identifier(schema)),
                 (self.batch,),
             ).fetchall()
             if not rows:
                 return 0
-            self.publisher.publish_batch((row["routing_key"], row["envelope"]) for row in rows)
+            self.publisher.publish_batch(
+                (row["routing_key"], SerializedEvent(row["event_id"], row["body"])) for row in rows
+            )
             EVENTS_RELAYED.labels(schema).inc(len(rows))
             uow.execute(
                 sql.SQL("DELETE FROM {}.outbox WHERE id = ANY(%s)").format(sql.Identifier(schema)),

@@ -49,7 +49,7 @@ class Settings:
     key_cache_seconds: float = 2.0
     bus_prefix: str = ""
     consumer_max_attempts: int = 5
-    outbox_batch: int = 500
+    outbox_batch: int = 1000
     log_level: str = "INFO"
 
     @classmethod
@@ -89,6 +89,6 @@ class Settings:
             key_cache_seconds=_number(env, "KEY_CACHE_SECONDS", 2.0, 0.0, 5.0, float),
             bus_prefix=env.get("BUS_PREFIX", ""),
             consumer_max_attempts=_number(env, "CONSUMER_MAX_ATTEMPTS", 5, 1, 100),
-            outbox_batch=_number(env, "OUTBOX_BATCH", 500, 1, 10000),
+            outbox_batch=_number(env, "OUTBOX_BATCH", 1000, 1, 10000),
             log_level=log_level,
         )

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
 
 import marshmallow as ma
@@ -367,10 +367,9 @@ def create_service_app(
     def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels(svc.name, request.method, endpoint, response.status_code).inc()
-        HTTP_LATENCY.labels(svc.name, request.method, endpoint).observe(
-            time.perf_counter() - g.get("started", time.perf_counter())
-        )
+        count, latency = _request_metrics(svc.name, request.method, endpoint, response.status_code)
+        count.inc()
+        latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
         return response
 
     @app.get("/healthz")
@@ -389,6 +388,13 @@ def create_service_app(
         return Response(body, content_type=content_type)
 
     return app
+
+
+@lru_cache(maxsize=4096)
+def _request_metrics(service_name: str, method: str, endpoint: str, status: int) -> tuple[Any, Any]:
+    """The labelled children of the request metrics, looked up once per kind of request."""
+    return (HTTP_REQUESTS.labels(service_name, method, endpoint, status),
+            HTTP_LATENCY.labels(service_name, method, endpoint))
 
 
 def broker_reachable(broker_url: str) -> bool:

@@ -110,7 +110,7 @@ def resolve(uow: UnitOfWork, tenant_id: str, network: str, handle: str) -> dict[
         normalized = normalize(network, handle)
     except InvalidHandle as exc:
         raise errors.ValidationFailed({"handle": [str(exc)]}) from None
-    row = repo.by_handle(uow, tenant_id, network, normalized)
+    row = repo.contact_of_handle(uow, tenant_id, network, normalized)
     if row is None:
         raise errors.NotFound(f"No contact has the {network} handle {normalized!r}.")
     return {"contact_id": str(row["contact_id"]), "identity_id": str(row["id"])}

@@ -78,7 +78,7 @@ def _after_seq(cursor: str | None) -> int:
 @blp.route("")
 class AuditTrail(MethodView):
     @requires("compliance")
-    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.arguments(AuditQuerySchema(), location="query")
     @blp.response(200, AuditPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List audit entries in chain order, by contact and time"""

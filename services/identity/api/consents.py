@@ -233,7 +233,7 @@ class ReceiptSchema(ma.Schema):
 class ContactConsents(MethodView):
     @requires("crm")
     @idempotent
-    @blp.arguments(ConsentInSchema)
+    @blp.arguments(ConsentInSchema())
     @blp.response(201, ConsentSchema, description="Recorded")
     def post(self, body: dict[str, Any], contact_id: Any) -> tuple[dict[str, Any], int]:
         """Record a consent or its withdrawal (append-only: a correction is a new record)"""
@@ -252,7 +252,7 @@ class ContactConsents(MethodView):
 @blp.route("/consents/check")
 class ConsentCheck(MethodView):
     @requires("crm", "marketing", "compliance")
-    @blp.arguments(CheckQuerySchema, location="query")
+    @blp.arguments(CheckQuerySchema(), location="query")
     @blp.response(200, CheckSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """May this contact's data be used for this purpose now? (nothing recorded means no)"""
@@ -276,7 +276,7 @@ class ConsentReceipt(MethodView):
 @blp.route("/consents")
 class Consents(MethodView):
     @requires("compliance")
-    @blp.arguments(ConsentQuerySchema, location="query")
+    @blp.arguments(ConsentQuerySchema(), location="query")
     @blp.response(200, ConsentPageSchema)
     @blp.alt_response(200, schema={"type": "string"}, content_type="text/csv", success=True,
                       example=",".join(consents.CSV_COLUMNS) + "\r\n",

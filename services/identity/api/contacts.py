@@ -103,7 +103,7 @@ _contact_in = ContactInSchema()
 class Contacts(MethodView):
     @requires("crm")
     @idempotent
-    @blp.arguments(ContactInSchema)
+    @blp.arguments(ContactInSchema())
     @blp.response(201, ContactSchema, description="Created")
     @blp.alt_response(200, schema=ContactSchema, description="A contact with this crm_ref existed and was updated")
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -115,7 +115,7 @@ class Contacts(MethodView):
         return contact, 201 if created else 200
 
     @requires("crm", "marketing", "compliance")
-    @blp.arguments(ContactQuerySchema, location="query")
+    @blp.arguments(ContactQuerySchema(), location="query")
     @blp.response(200, ContactPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Find contacts by email or CRM reference"""
@@ -133,7 +133,7 @@ class Contacts(MethodView):
 class ContactsBulk(MethodView):
     @requires("crm")
     @idempotent
-    @blp.arguments(BulkInSchema)
+    @blp.arguments(BulkInSchema())
     @blp.response(200, BulkResultSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Upsert up to 10,000 contacts: good rows land, bad rows are reported by index"""
@@ -170,7 +170,7 @@ class Contact(MethodView):
             return contacts.view(contacts.get_contact(uow, tenant_id(), str(contact_id)))
 
     @requires("crm")
-    @blp.arguments(ContactPatchSchema)
+    @blp.arguments(ContactPatchSchema())
     @blp.response(200, ContactSchema)
     def patch(self, body: dict[str, Any], contact_id: Any) -> dict[str, Any]:
         """Change some fields of a contact (attributes merge key by key; null removes a key)"""
@@ -182,7 +182,7 @@ class Contact(MethodView):
 @blp.route("/<uuid:contact_id>/merge")
 class ContactMerge(MethodView):
     @requires("crm")
-    @blp.arguments(MergeInSchema)
+    @blp.arguments(MergeInSchema())
     @blp.response(200, ContactSchema)
     def post(self, body: dict[str, Any], contact_id: Any) -> dict[str, Any]:
         """Merge a duplicate into this contact: its identities and consent history move here,

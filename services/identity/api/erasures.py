@@ -140,7 +140,7 @@ class ContactExport(MethodView):
 @blp.route("/erasures")
 class Erasures(MethodView):
     @requires("compliance", "crm")
-    @blp.arguments(ErasureQuerySchema, location="query")
+    @blp.arguments(ErasureQuerySchema(), location="query")
     @blp.response(200, ErasurePageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List erasures, newest first"""

@@ -72,7 +72,7 @@ class ResolveBatchSchema(ma.Schema):
 class ContactIdentities(MethodView):
     @requires("crm")
     @idempotent
-    @blp.arguments(IdentityInSchema)
+    @blp.arguments(IdentityInSchema())
     @blp.response(201, IdentitySchema, description="Linked")
     @blp.alt_response(200, schema=IdentitySchema, description="This handle was already linked to this contact")
     @blp.alt_response(409, description="The handle is linked to another contact, named in `contact_id`")
@@ -107,7 +107,7 @@ class ContactIdentity(MethodView):
 @blp.route("/identities/resolve")
 class Resolve(MethodView):
     @requires("crm", "marketing", "compliance")
-    @blp.arguments(HandleRefSchema, location="query")
+    @blp.arguments(HandleRefSchema(), location="query")
     @blp.response(200, ResolvedSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Which contact has this handle (404 when none)"""
@@ -115,7 +115,7 @@ class Resolve(MethodView):
             return identities.resolve(uow, tenant_id(), query["network"], query["handle"])
 
     @requires("crm", "marketing", "compliance")
-    @blp.arguments(ResolveBatchInSchema)
+    @blp.arguments(ResolveBatchInSchema())
     @blp.response(200, ResolveBatchSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Resolve up to 1,000 handles at once, answered in the order asked"""

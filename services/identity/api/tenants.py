@@ -83,7 +83,7 @@ def _tenant(row: dict[str, Any]) -> dict[str, Any]:
 class Tenants(MethodView):
     @requires(admin=True)
     @idempotent
-    @blp.arguments(TenantInSchema)
+    @blp.arguments(TenantInSchema())
     @blp.response(201, TenantSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a tenant"""
@@ -101,7 +101,7 @@ class Tenant(MethodView):
             return _tenant(tenants.get_tenant(uow, str(tenant_id)))
 
     @requires(admin=True)
-    @blp.arguments(TenantPatchSchema)
+    @blp.arguments(TenantPatchSchema())
     @blp.response(200, TenantSchema)
     def patch(self, body: dict[str, Any], tenant_id: Any) -> dict[str, Any]:
         """Rename a tenant or change its settings (controller details for consent receipts)"""
@@ -113,7 +113,7 @@ class Tenant(MethodView):
 class TenantKeys(MethodView):
     @requires(admin=True)
     @idempotent
-    @blp.arguments(KeyInSchema)
+    @blp.arguments(KeyInSchema())
     @blp.response(201, KeySchema)
     def post(self, body: dict[str, Any], tenant_id: Any) -> dict[str, Any]:
         """Create an API key for a tenant (the key is shown once)"""

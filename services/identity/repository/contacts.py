@@ -160,6 +160,12 @@ def merged_ids(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[str]:
     return [contact_id, *(str(r["duplicate_id"]) for r in rows)]
 
 
+def has_suppressions(uow: UnitOfWork, tenant_id: str) -> bool:
+    return uow.execute(
+        "SELECT EXISTS (SELECT 1 FROM identity.suppressions WHERE tenant_id = %s) AS any", (tenant_id,)
+    ).fetchone()["any"]
+
+
 def suppressed_hashes(uow: UnitOfWork, tenant_id: str, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of the (kind, hash) pairs are on the tenant's suppression list."""
     if not pairs:

@@ -26,6 +26,14 @@ def by_handle(uow: UnitOfWork, tenant_id: str, network: str, handle: str) -> dic
     ).fetchone()
 
 
+def contact_of_handle(uow: UnitOfWork, tenant_id: str, network: str, handle: str) -> dict[str, Any] | None:
+    """resolve's one indexed lookup, reading only the two columns it answers with."""
+    return uow.execute(
+        "SELECT contact_id, id FROM identity.identities WHERE tenant_id = %s AND network = %s AND handle = %s",
+        (tenant_id, network, handle),
+    ).fetchone()
+
+
 def of_contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[dict[str, Any]]:
     return uow.execute(
         "SELECT id, contact_id, network, handle, network_user_id, verified, source, created_at"
