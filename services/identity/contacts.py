@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from services.identity import SCHEMA, SOURCE
-from services.identity.audit import AuditEntry, record, record_many
+from services.identity.audit import AuditEntry, record
 from services.identity.repository import contacts as repo
 from services.identity.repository import identities as identity_repo
 from services.identity.repository import tenants as tenant_repo
@@ -67,9 +67,11 @@ def _upserted_event(tenant_id: str, contact: dict[str, Any], created: bool) -> C
                       subject=contact["id"])
 
 
-def upsert_contacts(uow: UnitOfWork, tenant_id: str, actor: str,
-                    contacts: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
-    """Upserts validated contacts by CRM reference; returns (contact, created) in input order.
+def upsert_contacts(uow: UnitOfWork, tenant_id: str, actor: str, contacts: list[dict[str, Any]], *,
+                    with_contacts: bool = True) -> list[tuple[dict[str, Any] | None, bool]]:
+    """Upserts validated contacts by CRM reference; returns (contact, created) in input order
+    (contact None unless `with_contacts`). Each change's event and audit entry are written by the
+    same statement.
 
     A field a contact does not carry keeps its stored value. Contacts whose email or phone is on
     the suppression list are flagged `suppressed`. Rows must have distinct CRM references."""
@@ -97,22 +99,15 @@ def upsert_contacts(uow: UnitOfWork, tenant_id: str, actor: str,
     results: dict[int, dict[str, Any]] = {}
     pending = rows
     for _ in range(3):  # a row that raced another writer's insert is retried, then as an update
-        for row in repo.upsert_batch(uow, tenant_id, pending):
+        for row in repo.upsert_batch(uow, tenant_id, actor, pending, event_type=CONTACT_UPSERTED,
+                                     source=SOURCE, with_contacts=with_contacts):
             results[row["ord"]] = row
         pending = [r for r in rows if r["ord"] not in results]
         if not pending:
             break
     if pending:
         raise errors.Conflict("Some contacts were being written by another request at the same time; retry.")
-    ordered = [results[i] for i in range(len(rows))]
-    out = [(view(r), r["inserted"]) for r in ordered]
-    uow.publish_many(SCHEMA, [_upserted_event(tenant_id, c, created) for c, created in out])
-    record_many(uow, tenant_id, actor, (
-        AuditEntry("contact.created" if created else "contact.updated", f"contact/{c['id']}", c["id"],
-                   {"fields": sorted(rows[i]["present"])})
-        for i, (c, created) in enumerate(out)
-    ))
-    return out
+    return [(results[i]["contact"], results[i]["inserted"]) for i in range(len(rows))]
 
 
 def get_contact(uow: UnitOfWork, tenant_id: str, contact_id: str, *, lock: bool = False) -> dict[str, Any]:

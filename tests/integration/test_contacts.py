@@ -158,3 +158,27 @@ def test_a_retried_bulk_call_with_its_idempotency_key_changes_nothing_more(ident
     assert first.json == {"created": 3, "updated": 0, "errors": []}
     again = identity.post("/v1/contacts/bulk", json={"contacts": rows}, headers=headers)
     assert again.json == first.json  # not "updated": 3
+
+
+def test_the_database_shows_a_contact_exactly_as_the_api_does(identity, tenant, settings):
+    """Bulk upserts build contacts and their events in SQL (identity.contact_json); single reads
+    build them in Python (contacts.view). Both must be the same document."""
+    from services.identity.contacts import view
+    from shared.events import CloudEvent
+
+    contact = identity.post("/v1/contacts", json=contact_body("same", email="s@example.com", phone="+33612345678",
+                                                              locale="fr-FR", attributes={"a": [1, {"b": None}]}),
+                            headers=tenant.crm).json
+    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
+        # A whole-second timestamp too: written without a fraction, as Python writes it.
+        conn.execute("UPDATE identity.contacts SET updated_at = date_trunc('second', updated_at) WHERE id = %s",
+                     (contact["id"],))
+        row = conn.execute("SELECT c.*, identity.contact_json(c) AS json FROM identity.contacts c WHERE id = %s",
+                           (contact["id"],)).fetchone()
+        envelope = conn.execute("SELECT envelope FROM identity.outbox WHERE envelope->>'subject' = %s",
+                                (contact["id"],)).fetchone()["envelope"]
+    assert row["json"] == view(row)
+    assert not row["json"]["updated_at"].endswith(".000000Z")
+    python_envelope = CloudEvent("t", "s", tenant.id, {}, subject="x").envelope()
+    assert set(envelope) == set(python_envelope)
+    assert envelope["data"] == {"created": True, "contact": contact}

@@ -154,7 +154,8 @@ class ContactsBulk(MethodView):
             by_ref[ref] = (index, contact)
         rows = [contact for _, contact in by_ref.values()]
         with unit_of_work() as uow:
-            results = contacts.upsert_contacts(uow, tenant_id(), current_principal().actor, rows)
+            results = contacts.upsert_contacts(uow, tenant_id(), current_principal().actor, rows,
+                                               with_contacts=False)
         created = sum(1 for _, was_created in results if was_created)
         errors.sort(key=lambda e: e["index"])
         return {"created": created, "updated": len(results) - created, "errors": errors}

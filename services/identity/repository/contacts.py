@@ -14,10 +14,11 @@ COLUMNS = sql.SQL(", ").join(map(sql.Identifier, COLUMN_NAMES))
 WRITABLE = ("crm_system", "crm_id", "email", "phone", "first_name", "last_name", "locale",
             "timezone", "attributes")
 
-# One statement upserts a whole batch by CRM reference. A field a row does not carry keeps its
-# stored value (the row's `present` lists those it carries); `attributes` merge key by key.
-# Rows another transaction inserted at the same moment are skipped by ON CONFLICT DO NOTHING
-# and come back missing, for the caller to upsert again (then as updates).
+# One statement upserts a whole batch by CRM reference, and writes each changed contact's
+# contact.upserted event to the outbox and its audit entry, so nothing goes back and forth per row.
+# A field a row does not carry keeps its stored value (the row's `present` lists those it carries);
+# `attributes` merge key by key. Rows another transaction inserted at the same moment are skipped
+# by ON CONFLICT DO NOTHING and come back missing, for the caller to upsert again (as updates).
 UPSERT_BATCH = """
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
@@ -37,28 +38,49 @@ WITH input AS (
         updated_at = now()
     FROM input i
     WHERE c.tenant_id = %(tenant)s AND c.crm_system = i.crm_system AND c.crm_id = i.crm_id
-    RETURNING i.ord, false AS inserted, c.*
+    RETURNING i.ord, false AS inserted, i.present, identity.contact_json(c) AS contact
 ), inserted AS (
-    INSERT INTO identity.contacts (tenant_id, id, crm_system, crm_id, email, phone, first_name,
-                                   last_name, locale, timezone, attributes, suppressed)
+    INSERT INTO identity.contacts AS n (tenant_id, id, crm_system, crm_id, email, phone, first_name,
+                                        last_name, locale, timezone, attributes, suppressed)
     SELECT %(tenant)s, i.id, i.crm_system, i.crm_id, i.email, i.phone, i.first_name,
            i.last_name, i.locale, i.timezone, COALESCE(i.attributes, '{}'::jsonb), i.suppressed
     FROM input i
     WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.ord = i.ord)
     ON CONFLICT (tenant_id, crm_system, crm_id) DO NOTHING
-    RETURNING *
+    RETURNING n.id, identity.contact_json(n) AS contact
+), changed AS (
+    SELECT ord, inserted, present, contact FROM updated
+    UNION ALL
+    SELECT i.ord, true, i.present, n.contact FROM inserted n JOIN input i ON i.id = n.id
+), events AS (
+    INSERT INTO identity.outbox (tenant_id, routing_key, envelope)
+    SELECT %(tenant)s, %(event_type)s::text, jsonb_build_object(
+        'specversion', '1.0', 'id', gen_random_uuid(), 'source', %(source)s::text,
+        'type', %(event_type)s::text,
+        'time', identity.rfc3339(clock_timestamp()), 'datacontenttype', 'application/json',
+        'tenantid', %(tenant_text)s::text, 'subject', contact->>'id',
+        'data', jsonb_build_object('created', inserted, 'contact', contact))
+    FROM changed ORDER BY ord
+), audit AS (
+    INSERT INTO identity.audit_log (tenant_id, actor, action, resource, contact_id, details)
+    SELECT %(tenant)s, %(actor)s,
+           CASE WHEN inserted THEN 'contact.created' ELSE 'contact.updated' END,
+           'contact/' || (contact->>'id'), (contact->>'id')::uuid,
+           jsonb_build_object('fields', (SELECT jsonb_agg(f ORDER BY f) FROM unnest(present) AS f))
+    FROM changed ORDER BY ord
 )
-SELECT ord, inserted, id, tenant_id, crm_system, crm_id, email, phone, first_name, last_name,
-       locale, timezone, attributes, suppressed, created_at, updated_at FROM updated
-UNION ALL
-SELECT i.ord, true, n.id, n.tenant_id, n.crm_system, n.crm_id, n.email, n.phone, n.first_name,
-       n.last_name, n.locale, n.timezone, n.attributes, n.suppressed, n.created_at, n.updated_at
-FROM inserted n JOIN input i ON i.id = n.id
+SELECT ord, inserted, CASE WHEN %(with_contacts)s THEN contact END AS contact FROM changed
 """
 
 
-def upsert_batch(uow: UnitOfWork, tenant_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return uow.execute(UPSERT_BATCH, {"tenant": tenant_id, "rows": Jsonb(rows)}).fetchall()
+def upsert_batch(uow: UnitOfWork, tenant_id: str, actor: str, rows: list[dict[str, Any]], *,
+                 event_type: str, source: str, with_contacts: bool) -> list[dict[str, Any]]:
+    """Returns (ord, inserted, contact) per row written; `contact` only when asked for, since a
+    bulk import does not answer with the contacts."""
+    return uow.execute(UPSERT_BATCH, {
+        "tenant": tenant_id, "tenant_text": tenant_id, "actor": actor, "rows": Jsonb(rows), "event_type": event_type,
+        "source": source, "with_contacts": with_contacts,
+    }).fetchall()
 
 
 def get(uow: UnitOfWork, tenant_id: str, contact_id: str, *, lock: bool = False) -> dict[str, Any] | None:
