@@ -77,11 +77,6 @@ class Database:
             finally:
                 conn.autocommit = False
 
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with self.pool.connection() as conn:
-            yield conn
-
     def ping(self) -> bool:
         try:
             with self.pool.connection(timeout=2.0) as conn:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache, wraps
 from typing import Any
 
@@ -51,7 +51,6 @@ class Service:
     db: Database
     verifier: KeyVerifier
     outbox_lag: Callable[[], dict[str, dict[str, float]]] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def service() -> Service:
