@@ -58,6 +58,15 @@ class ConsumerTopology:
     routing_keys: tuple[str, ...]
     prefix: str = ""
     amqp: bool = True
+    # RabbitMQ deletes the queues once unused for this long (x-expires): for short-lived
+    # environments such as test runs, never for a deployment's consumers.
+    expires: float | None = None
+
+    def _arguments(self, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        arguments = dict(extra or {})
+        if self.expires is not None and self.amqp:
+            arguments["x-expires"] = int(self.expires * 1000)
+        return arguments or None
 
     @property
     def queue_name(self) -> str:
@@ -70,14 +79,9 @@ class ConsumerTopology:
             bindings=[binding(events_exchange(), routing_key=key) for key in self.routing_keys]
             + [binding(direct_exchange(), routing_key=self.queue_name)],
             durable=True,
+            queue_arguments=self._arguments(),
         )
-        dead = Queue(
-            f"{self.queue_name}.dead",
-            exchange=direct_exchange(),
-            routing_key=f"{self.queue_name}.dead",
-            durable=True,
-        )
-        queues = [main, dead]
+        queues = [main, self.dead()]
         if self.amqp:
             queues.append(
                 Queue(
@@ -85,13 +89,23 @@ class ConsumerTopology:
                     exchange=direct_exchange(),
                     routing_key=f"{self.queue_name}.retry",
                     durable=True,
-                    queue_arguments={
+                    queue_arguments=self._arguments({
                         "x-dead-letter-exchange": DIRECT_EXCHANGE,
                         "x-dead-letter-routing-key": self.queue_name,
-                    },
+                    }),
                 )
             )
         return queues
+
+    def dead(self) -> Queue:
+        """Where events that failed too often wait for an operator."""
+        return Queue(
+            f"{self.queue_name}.dead",
+            exchange=direct_exchange(),
+            routing_key=f"{self.queue_name}.dead",
+            durable=True,
+            queue_arguments=self._arguments(),
+        )
 
     def declare(self, connection: Connection) -> None:
         channel = connection.default_channel

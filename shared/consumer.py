@@ -22,6 +22,7 @@ from shared.bus import ACCEPT, DIRECT_EXCHANGE, ConsumerTopology, is_amqp
 from shared.db import Database, UnitOfWork
 from shared.events import parse_envelope
 from shared.metrics import EVENTS_CONSUMED
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class EventConsumer:
         max_attempts: int = 5,
         base_delay: float = 1.0,
         prefetch: int = 50,
+        queue_expires: float | None = None,
     ):
         self.name = name
         self.db = db
@@ -67,8 +69,19 @@ class EventConsumer:
         self.base_delay = base_delay
         self.prefetch = prefetch
         self.topology = ConsumerTopology(
-            name, tuple(handlers), prefix=prefix, amqp=is_amqp(broker_url)
+            name, tuple(handlers), prefix=prefix, amqp=is_amqp(broker_url), expires=queue_expires
         )
+
+    @classmethod
+    def from_settings(cls, name: str, db: Database, schema: str, handlers: dict[str, Handler],
+                      settings: Settings, **overrides: Any) -> EventConsumer:
+        """A consumer with the deployment's queue prefix, retry limit and queue expiry."""
+        options: dict[str, Any] = {
+            "prefix": settings.bus_prefix,
+            "max_attempts": settings.consumer_max_attempts,
+            "queue_expires": settings.bus_queue_expires,
+        }
+        return cls(name, db, schema, settings.broker_url, handlers, **{**options, **overrides})
 
     def handler_for(self, event_type: str) -> Handler | None:
         for pattern, handler in self.handlers.items():

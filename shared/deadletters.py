@@ -14,22 +14,17 @@ import json
 import sys
 from typing import Any
 
-from kombu import Connection, Queue
+from kombu import Connection
 
-from shared.bus import ACCEPT, DIRECT_EXCHANGE, direct_exchange
+from shared.bus import ACCEPT, DIRECT_EXCHANGE, ConsumerTopology, is_amqp
 from shared.consumer import ATTEMPTS_HEADER, ERROR_HEADER
 from shared.settings import Settings
 
 
-def _dead_queue(queue_name: str) -> Queue:
-    return Queue(f"{queue_name}.dead", exchange=direct_exchange(), routing_key=f"{queue_name}.dead",
-                 durable=True)
-
-
-def list_dead(broker_url: str, queue_name: str, limit: int = 1000) -> list[dict[str, Any]]:
+def list_dead(broker_url: str, topology: ConsumerTopology, limit: int = 1000) -> list[dict[str, Any]]:
     found = []
     with Connection(broker_url) as connection:
-        queue = _dead_queue(queue_name)(connection.default_channel)
+        queue = topology.dead()(connection.default_channel)
         queue.declare()
         while len(found) < limit:
             message = queue.get(no_ack=False, accept=ACCEPT)
@@ -46,11 +41,11 @@ def list_dead(broker_url: str, queue_name: str, limit: int = 1000) -> list[dict[
     return found
 
 
-def replay(broker_url: str, queue_name: str, event_ids: set[str] | None = None) -> int:
+def replay(broker_url: str, topology: ConsumerTopology, event_ids: set[str] | None = None) -> int:
     replayed = 0
     with Connection(broker_url) as connection:
         channel = connection.default_channel
-        queue = _dead_queue(queue_name)(channel)
+        queue = topology.dead()(channel)
         queue.declare()
         producer = connection.Producer(channel)
         kept = []
@@ -62,7 +57,7 @@ def replay(broker_url: str, queue_name: str, event_ids: set[str] | None = None) 
             if event_ids is not None and (not isinstance(body, dict) or body.get("id") not in event_ids):
                 kept.append(message)
                 continue
-            producer.publish(body, exchange=DIRECT_EXCHANGE, routing_key=queue_name,
+            producer.publish(body, exchange=DIRECT_EXCHANGE, routing_key=topology.queue_name,
                              serializer="cloudevents", headers={ATTEMPTS_HEADER: 0}, delivery_mode=2)
             message.ack()
             replayed += 1
@@ -78,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", action="append", dest="ids", help="replay only this event id (repeatable)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    queue_name = f"{settings.bus_prefix}{args.consumer}"
+    topology = ConsumerTopology(args.consumer, (), prefix=settings.bus_prefix, amqp=is_amqp(settings.broker_url),
+                                expires=settings.bus_queue_expires)
     if args.action == "list":
-        for entry in list_dead(settings.broker_url, queue_name):
+        for entry in list_dead(settings.broker_url, topology):
             print(json.dumps(entry, default=str))
     else:
-        count = replay(settings.broker_url, queue_name, set(args.ids) if args.ids else None)
-        print(f"replayed {count} event(s) to {queue_name}")
+        count = replay(settings.broker_url, topology, set(args.ids) if args.ids else None)
+        print(f"replayed {count} event(s) to {topology.queue_name}")
     return 0
 
 

@@ -48,6 +48,7 @@ class Settings:
     db_pool_max: int = 10
     key_cache_seconds: float = 2.0
     bus_prefix: str = ""
+    bus_queue_expires: float | None = None
     consumer_max_attempts: int = 5
     outbox_batch: int = 1000
     log_level: str = "INFO"
@@ -88,6 +89,7 @@ class Settings:
             db_pool_max=_number(env, "DB_POOL_MAX", 10, 1, 500),
             key_cache_seconds=_number(env, "KEY_CACHE_SECONDS", 2.0, 0.0, 5.0, float),
             bus_prefix=env.get("BUS_PREFIX", ""),
+            bus_queue_expires=_number(env, "BUS_QUEUE_EXPIRES", None, 1.0, 30 * 86400.0, float),
             consumer_max_attempts=_number(env, "CONSUMER_MAX_ATTEMPTS", 5, 1, 100),
             outbox_batch=_number(env, "OUTBOX_BATCH", 1000, 1, 10000),
             log_level=log_level,

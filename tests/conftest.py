@@ -51,6 +51,7 @@ def settings() -> Iterator[Settings]:
         "LIAISON_ADMIN_KEY": "admin-" + secrets.token_urlsafe(24),
         "LIAISON_SECRET_KEY": secrets.token_urlsafe(32),
         "BUS_PREFIX": f"test-{run}.",
+        "BUS_QUEUE_EXPIRES": "600",  # RabbitMQ removes this run's queues once they are unused
         "KEY_CACHE_SECONDS": "2",
         "CONSUMER_MAX_ATTEMPTS": "3",
         "DB_POOL_MAX": "8",

@@ -36,10 +36,7 @@ def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventCons
     relay = OutboxRelay(db, Publisher(settings.broker_url), [SCHEMA], batch=settings.outbox_batch)
     consumers = []
     if handlers():
-        consumers.append(EventConsumer(
-            "identity", db, SCHEMA, settings.broker_url, handlers(),
-            prefix=settings.bus_prefix, max_attempts=settings.consumer_max_attempts,
-        ))
+        consumers.append(EventConsumer.from_settings("identity", db, SCHEMA, handlers(), settings))
     return relay, consumers
 
 

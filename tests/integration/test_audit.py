@@ -225,8 +225,7 @@ def test_the_trail_is_compliance_only_and_per_tenant(identity, tenant, other_ten
 
 def test_other_services_entries_arrive_as_events_and_join_the_chain(settings, identity_app, identity, tenant):
     db = identity_app.extensions["liaison"].db
-    consumer = EventConsumer("identity", db, SCHEMA, settings.broker_url, handlers(),
-                             prefix=settings.bus_prefix)
+    consumer = EventConsumer.from_settings("identity", db, SCHEMA, handlers(), settings)
     with Connection(settings.broker_url) as connection:
         consumer.topology.declare(connection)
     [contact] = make_contacts(identity, tenant, 1)

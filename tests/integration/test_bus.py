@@ -88,9 +88,8 @@ def _publish(settings, event: CloudEvent) -> None:
 
 def test_a_redelivered_event_is_handled_once(settings, db, tenant):
     seen = []
-    consumer = EventConsumer(f"dedupe-{uuid.uuid4().hex[:6]}", db, "identity", settings.broker_url,
-                             {"liaison.test.ping": lambda uow, e: seen.append(e["id"])},
-                             prefix=settings.bus_prefix)
+    consumer = EventConsumer.from_settings(f"dedupe-{uuid.uuid4().hex[:6]}", db, "identity",
+                                           {"liaison.test.ping": lambda uow, e: seen.append(e["id"])}, settings)
     with Connection(settings.broker_url) as connection:
         consumer.topology.declare(connection)
     event = CloudEvent("liaison.test.ping", "/test", tenant.id, {"n": 1})
@@ -109,16 +108,16 @@ def test_a_failing_event_is_retried_then_dead_lettered_and_can_be_replayed(setti
         if not healthy[0]:
             raise RuntimeError("downstream is broken")
 
-    consumer = EventConsumer(f"flaky-{uuid.uuid4().hex[:6]}", db, "identity", settings.broker_url,
-                             {"liaison.test.flaky": handler}, prefix=settings.bus_prefix,
-                             max_attempts=3, base_delay=0.05)
+    consumer = EventConsumer.from_settings(f"flaky-{uuid.uuid4().hex[:6]}", db, "identity",
+                                           {"liaison.test.flaky": handler}, settings,
+                                         max_attempts=3, base_delay=0.05)
     with Connection(settings.broker_url) as connection:
         consumer.topology.declare(connection)
     event = CloudEvent("liaison.test.flaky", "/test", tenant.id, {})
     _publish(settings, event)
     consumer.drain(idle=1.5)
     assert len(attempts) == 3
-    queue = consumer.topology.queue_name
+    queue = consumer.topology
     # The operator lists the dead letters (listing leaves them there) ...
     listed = list_dead(settings.broker_url, queue)
     assert [d["id"] for d in listed] == [event.id]
@@ -140,8 +139,8 @@ def test_a_failing_event_is_retried_then_dead_lettered_and_can_be_replayed(setti
 
 
 def test_a_malformed_message_goes_straight_to_the_dead_letters(settings, db):
-    consumer = EventConsumer(f"strict-{uuid.uuid4().hex[:6]}", db, "identity", settings.broker_url,
-                             {"liaison.test.#": lambda uow, e: None}, prefix=settings.bus_prefix)
+    consumer = EventConsumer.from_settings(f"strict-{uuid.uuid4().hex[:6]}", db, "identity",
+                                           {"liaison.test.#": lambda uow, e: None}, settings)
     with Connection(settings.broker_url) as connection:
         consumer.topology.declare(connection)
         connection.Producer().publish({"not": "a cloudevent"}, exchange=events_exchange(),

@@ -39,8 +39,7 @@ def bus(settings, identity_app):
     """identity's relay and consumer on the real broker, a publisher standing in for the other
     services, and a tap that sees what identity publishes."""
     db = identity_app.extensions["liaison"].db
-    consumer = EventConsumer("identity", db, SCHEMA, settings.broker_url, handlers(),
-                             prefix=settings.bus_prefix)
+    consumer = EventConsumer.from_settings("identity", db, SCHEMA, handlers(), settings)
     tap_name = f"{settings.bus_prefix}erasure-tap-{uuid.uuid4().hex[:6]}"
     tap = Queue(tap_name, bindings=[binding(events_exchange(), routing_key="liaison.identity.#")],
                 durable=False)
