@@ -19,12 +19,13 @@ from typing import Any
 
 import marshmallow as ma
 import psycopg
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request, send_from_directory
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
+from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from shared import errors
@@ -338,7 +339,7 @@ def create_service_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         API_SPEC_OPTIONS={
             "info": {"description": description},
             "components": {
@@ -370,6 +371,12 @@ def create_service_app(
         count.inc()
         latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
         return response
+
+    @app.get("/docs/assets/<path:filename>")
+    def docs_assets(filename: str) -> Response:
+        """Swagger UI's scripts and styles, served from the installed package: /docs works on a
+        machine (or behind a firewall) that cannot reach a CDN."""
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -33,7 +33,13 @@ def test_health_readiness_metrics_and_docs_need_no_key(identity):
     assert metrics.status_code == 200
     assert b"liaison_http_requests_total" in metrics.data
     assert b"liaison_outbox_pending_events" in metrics.data
-    assert identity.get("/docs").status_code == 200
+    docs = identity.get("/docs")
+    assert docs.status_code == 200
+    # The page's scripts come from the service itself, not from a CDN the machine may not reach.
+    assert b"/docs/assets/swagger-ui-bundle.js" in docs.data
+    script = identity.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.data) > 100_000
+    assert identity.get("/docs/assets/../../etc/passwd").status_code == 404
 
 
 def test_openapi_documents_every_identity_path_with_bearer_auth(identity):
