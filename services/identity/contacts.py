@@ -155,8 +155,12 @@ def merge_contacts(uow: UnitOfWork, tenant_id: str, actor: str, survivor_id: str
     if survivor_id == duplicate_id:
         raise errors.ValidationFailed({"duplicate_id": ["A contact cannot be merged into itself."]})
     # Lock both rows in a fixed order so two opposite merges cannot deadlock.
-    for contact_id in sorted((survivor_id, duplicate_id)):
-        get_contact(uow, tenant_id, contact_id, lock=True)
+    locked = {contact_id: get_contact(uow, tenant_id, contact_id, lock=True)
+              for contact_id in sorted((survivor_id, duplicate_id))}
+    duplicate = locked[duplicate_id]
+    salt = tenant_repo.erasure_salt(uow, tenant_id)
+    repo.keep_merged_identifiers(uow, tenant_id, survivor_id, duplicate_id,
+                                 contact_pairs(salt, duplicate["email"], duplicate["phone"]))
     moved = identity_repo.move(uow, tenant_id, duplicate_id, survivor_id)
     row = repo.fill_blanks_from(uow, tenant_id, survivor_id, duplicate_id)
     repo.record_merge(uow, tenant_id, survivor_id, duplicate_id)

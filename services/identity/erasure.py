@@ -70,6 +70,8 @@ def request_erasure(uow: UnitOfWork, tenant_id: str, actor: str, contact_id: str
     salt = tenant_repo.erasure_salt(uow, tenant_id)
     pairs = contact_pairs(salt, contact["email"], contact["phone"])
     pairs += [handle_pair(salt, h["network"], h["handle"]) for h in handles]
+    # The addresses of duplicates merged into this contact, kept as hashes since their merge.
+    pairs += contact_repo.take_merged_identifiers(uow, tenant_id, contact_id)
     contact_repo.add_suppressions(uow, tenant_id, pairs)
 
     consents.erase_evidence(uow, tenant_id, contact_ids)

@@ -200,6 +200,18 @@ def test_a_reimport_of_an_erased_persons_identifiers_is_flagged_suppressed(ident
     assert identity.get(f"/v1/contacts/{unrelated.json['id']}", headers=tenant.crm).json["suppressed"] is True
 
 
+def test_the_address_of_a_merged_duplicate_is_suppressed_too(identity, tenant):
+    keep = identity.post("/v1/contacts", json=contact_body("md1", email="main@example.com"), headers=tenant.crm).json
+    dup = identity.post("/v1/contacts", json=contact_body("md2", email="old@example.com", phone="+33611223344"),
+                        headers=tenant.crm).json
+    merged = identity.post(f"/v1/contacts/{keep['id']}/merge", json={"duplicate_id": dup["id"]}, headers=tenant.crm)
+    assert merged.json["email"] == "main@example.com"  # the duplicate's address was dropped...
+    assert identity.delete(f"/v1/contacts/{keep['id']}", headers=tenant.compliance).status_code == 202
+    # ... yet the person it belonged to is erased, so a re-import of it is flagged.
+    again = identity.post("/v1/contacts", json=contact_body("md3", email="old@example.com"), headers=tenant.crm)
+    assert again.json["suppressed"] is True
+
+
 def test_suppression_is_per_tenant(identity, tenant, other_tenant):
     contact_id = make_person(identity, tenant, "t1", "anna@example.com", "+33611111111", "anna")
     assert identity.delete(f"/v1/contacts/{contact_id}", headers=tenant.crm).status_code == 202

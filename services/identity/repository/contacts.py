@@ -172,6 +172,31 @@ def record_merge(uow: UnitOfWork, tenant_id: str, survivor_id: str, duplicate_id
     )
 
 
+def keep_merged_identifiers(uow: UnitOfWork, tenant_id: str, survivor_id: str, duplicate_id: str,
+                            pairs: list[tuple[str, str]]) -> None:
+    """The duplicate's identifier hashes, and those it had kept from earlier merges, now belong
+    to the survivor."""
+    uow.execute(
+        "UPDATE identity.merged_identifiers SET contact_id = %s WHERE tenant_id = %s AND contact_id = %s",
+        (survivor_id, tenant_id, duplicate_id),
+    )
+    uow.execute(
+        "INSERT INTO identity.merged_identifiers (tenant_id, contact_id, kind, identifier_hash)"
+        " SELECT %s, %s, kind, h FROM unnest(%s::text[], %s::text[]) AS q(kind, h) ON CONFLICT DO NOTHING",
+        (tenant_id, survivor_id, [k for k, _ in pairs], [h for _, h in pairs]),
+    )
+
+
+def take_merged_identifiers(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[tuple[str, str]]:
+    """Removes and returns the identifier hashes of the duplicates merged into the contact."""
+    rows = uow.execute(
+        "DELETE FROM identity.merged_identifiers WHERE tenant_id = %s AND contact_id = %s"
+        " RETURNING kind, identifier_hash",
+        (tenant_id, contact_id),
+    ).fetchall()
+    return [(r["kind"], r["identifier_hash"]) for r in rows]
+
+
 def merged_ids(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[str]:
     """The contact's own id and those of the duplicates merged into it: the keys of its consent
     history in the ledger."""
