@@ -18,6 +18,8 @@ from typing import Protocol
 
 import requests
 
+from shared import errors
+
 SCOPES = ("crm", "marketing", "compliance")
 ADMIN = "admin"
 KEY_PREFIX = "lsn_"
@@ -101,11 +103,15 @@ class RemoteVerifier:
         self.session = requests.Session()
 
     def verify(self, key: str) -> Principal | None:
-        response = self.session.get(
-            self.url, headers={"Authorization": f"Bearer {key}"}, timeout=self.timeout
-        )
+        try:
+            response = self.session.get(
+                self.url, headers={"Authorization": f"Bearer {key}"}, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise errors.Unavailable("identity, which checks API keys, did not answer; retry shortly.") from exc
         if response.status_code == 401:
             return None
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise errors.Unavailable(f"identity answered {response.status_code} when asked about the API key.")
         body = response.json()
         return Principal(body["id"], body["tenant_id"], frozenset(body["scopes"]))
