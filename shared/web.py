@@ -285,7 +285,8 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
     doc.setdefault("manual_doc", {}).setdefault("parameters", []).append(
         {"in": "header", "name": "Idempotency-Key", "required": False,
          "schema": {"type": "string", "maxLength": 255},
-         "description": "Repeat a create safely: the same key and body return the first response."}
+         "description": "Repeat a create safely: for 24 hours, the same key and body return the first "
+                        "response and create nothing."}
     )
     wrapper._apidoc = doc  # type: ignore[attr-defined]
     return wrapper

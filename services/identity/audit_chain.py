@@ -31,11 +31,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import psycopg
-
 from services.identity.repository import audit as repo
 from services.identity.repository import contacts as contact_repo
 from shared.db import Database, UnitOfWork
+from shared.maintenance import run_periodically
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +124,7 @@ def seal_pending(db: Database, batch: int = SEAL_BATCH) -> int:
 
 def run_sealer(db: Database, stop: threading.Event, interval: float = SEAL_INTERVAL) -> None:
     """The worker's sealing loop: a round every `interval` seconds until `stop` is set."""
-    backoff = interval
-    while not stop.is_set():
-        try:
-            seal_pending(db)
-            backoff = interval
-        except (psycopg.Error, TimeoutError, OSError) as exc:
-            log.warning("audit sealing failed; retrying", extra={"error": str(exc), "wait": backoff})
-            backoff = min(backoff * 2, 30.0)
-        stop.wait(backoff)
+    run_periodically(stop, interval, lambda: seal_pending(db), "audit sealing")
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from functools import partial
 
 from services.identity import SCHEMA, audit_chain, erasure
 from services.identity.app import MIGRATIONS
@@ -17,6 +18,7 @@ from shared import logging as json_logging
 from shared.bus import Publisher
 from shared.consumer import EventConsumer, Handler
 from shared.db import Database
+from shared.maintenance import expire_idempotency_keys, run_periodically
 from shared.migrate import migrate
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -52,6 +54,11 @@ def main() -> None:
     threads = [threading.Thread(target=relay.run, args=(stop,), name="relay")]
     threads += [threading.Thread(target=c.run, args=(stop,), name=c.name) for c in consumers]
     threads.append(threading.Thread(target=audit_chain.run_sealer, args=(db, stop), name="audit-sealer"))
+    threads.append(threading.Thread(
+        target=run_periodically,
+        args=(stop, 600.0, partial(expire_idempotency_keys, db, SCHEMA), "expire idempotency keys"),
+        name="idempotency-expiry",
+    ))
     for thread in threads:
         thread.start()
     log.info("identity worker started", extra={"consumers": [c.name for c in consumers]})

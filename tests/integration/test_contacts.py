@@ -182,3 +182,22 @@ def test_the_database_shows_a_contact_exactly_as_the_api_does(identity, tenant, 
     python_envelope = CloudEvent("t", "s", tenant.id, {}, subject="x").envelope()
     assert set(envelope) == set(python_envelope)
     assert envelope["data"] == {"created": True, "contact": contact}
+
+
+def test_idempotency_keys_expire_after_a_day(identity, tenant, settings):
+    from shared.db import Database
+    from shared.maintenance import expire_idempotency_keys
+
+    headers = {**tenant.crm, "Idempotency-Key": "old-key"}
+    first = identity.post("/v1/contacts", json=contact_body("exp1"), headers=headers)
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("UPDATE identity.idempotency_keys SET created_at = now() - interval '25 hours'"
+                     " WHERE tenant_id = %s AND key = 'old-key'", (tenant.id,))
+    db = Database(settings.database_url, max_size=1).open()
+    try:
+        assert expire_idempotency_keys(db, "identity") >= 1
+    finally:
+        db.close()
+    # A day later the key is free: the same request is answered anew (an update now).
+    again = identity.post("/v1/contacts", json=contact_body("exp1"), headers=headers)
+    assert first.status_code == 201 and again.status_code == 200
