@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from kombu import Connection, Consumer, Message
 from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
@@ -27,6 +28,10 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[UnitOfWork, dict[str, Any]], None]
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database did not answer: no fault of the event, which goes back to the queue."""
 ATTEMPTS_HEADER = "x-liaison-attempts"
 ERROR_HEADER = "x-liaison-error"
 
@@ -115,6 +120,11 @@ class EventConsumer:
                 if first_time and handler is not None:
                     handler(uow, envelope)
             EVENTS_CONSUMED.labels(self.name, "handled" if first_time else "repeat").inc()
+        except psycopg.OperationalError as exc:
+            # PostgreSQL is restarting or unreachable: the event is not at fault, so it goes back
+            # to the queue without spending an attempt, and the loop waits before going on.
+            message.requeue()
+            raise DatabaseUnavailable(str(exc)) from exc
         except Exception as exc:
             log.exception(
                 "event handler failed",
@@ -209,8 +219,8 @@ class EventConsumer:
                     log.info("consumer started", extra={"consumer": self.name})
                     backoff = 0.5
                     self._consume(connection, stop, None)
-            except (BrokerError, OSError, ConnectionError) as exc:
-                log.warning("consumer lost the broker; reconnecting",
+            except (BrokerError, OSError, ConnectionError, DatabaseUnavailable) as exc:
+                log.warning("consumer lost the broker or the database; reconnecting",
                             extra={"consumer": self.name, "error": str(exc), "wait": backoff})
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -161,3 +161,29 @@ def test_events_written_in_a_rolled_back_transaction_never_leave(settings, db, t
     with psycopg.connect(settings.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM identity.outbox WHERE envelope->>'id' = %s",
                             (event.id,)).fetchone()[0] == 0
+
+
+def test_an_event_met_by_a_database_outage_waits_in_its_queue_without_spending_attempts(settings, db, tenant):
+    import psycopg as pg
+
+    from shared.consumer import DatabaseUnavailable
+
+    calls = []
+
+    def handler(uow, envelope):
+        calls.append(envelope["id"])
+        if len(calls) == 1:
+            raise pg.OperationalError("the database is restarting")
+
+    consumer = EventConsumer.from_settings(f"outage-{uuid.uuid4().hex[:6]}", db, "identity",
+                                           {"liaison.test.outage": handler}, settings, max_attempts=1)
+    with Connection(settings.broker_url) as connection:
+        consumer.topology.declare(connection)
+    event = CloudEvent("liaison.test.outage", "/test", tenant.id, {})
+    _publish(settings, event)
+    with pytest.raises(DatabaseUnavailable):
+        consumer.drain(idle=0.5)
+    # With max_attempts=1 a handler failure would have dead-lettered it; the outage did not count.
+    consumer.drain(idle=0.5)
+    assert calls == [event.id, event.id]
+    assert list_dead(settings.broker_url, consumer.topology) == []
