@@ -25,6 +25,7 @@ from flask_smorest.utils import prepare_response
 from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
+from psycopg_pool import PoolTimeout
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
@@ -142,6 +143,16 @@ def _handle_unstorable_value(error: psycopg.errors.DataError) -> Response:
             {"_request": [f"A value cannot be stored: {error.diag.message_primary or 'invalid value'}."]},
             detail="The request carries a value the database cannot store (e.g. a NUL character).",
         ).body()
+    )
+
+
+def _handle_database_away(error: psycopg.OperationalError | PoolTimeout) -> Response:
+    """PostgreSQL is restarting or out of connections: a 503 the client may retry, not a 500.
+    Nothing was changed: the transaction did not commit."""
+    log.warning("database unavailable", extra={"path": request.path, "error": str(error)})
+    return problem_response(
+        errors.Unavailable("The database is not answering right now; retry in a few seconds.").body(),
+        {"Retry-After": "2"},
     )
 
 
@@ -355,6 +366,8 @@ def create_service_app(
         api.register_blueprint(blueprint)
     app.register_error_handler(errors.Problem, _handle_problem)
     app.register_error_handler(psycopg.errors.DataError, _handle_unstorable_value)
+    app.register_error_handler(psycopg.OperationalError, _handle_database_away)
+    app.register_error_handler(PoolTimeout, _handle_database_away)
     app.register_error_handler(Exception, _handle_unexpected)
 
     @app.before_request

@@ -168,3 +168,15 @@ def test_a_value_the_database_cannot_store_is_422_and_changes_nothing(identity, 
     for body in (contact_body("nul", first_name="a\u0000b"), contact_body("nul", attributes={"k": "a\u0000"})):
         assert_problem(identity.post("/v1/contacts", json=body, headers=tenant.crm), 422)
     assert identity.get("/v1/contacts?crm_system=salesforce&crm_id=nul", headers=tenant.crm).json["items"] == []
+
+
+def test_a_database_outage_is_a_503_problem_the_client_may_retry(settings, tenant):
+    from services.identity.app import create_app
+
+    app = create_app(settings)
+    client = app.test_client()
+    app.extensions["liaison"].db.close()  # as if PostgreSQL had gone away: no connection to be had
+    response = client.get("/v1/identities/resolve?network=x&handle=someone", headers=tenant.crm)
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.content_type == PROBLEM
+    assert response.headers["Retry-After"] == "2"
