@@ -1,0 +1,149 @@
+"""enrichment's copy of what it needs from identity, fed by identity's events, and its part of
+consent withdrawal and erasure. Each handler is a use case: it takes the consumer's unit of
+work and the event's envelope (the consumer records the event id in the same transaction, so a
+repeat changes nothing).
+
+- consent.recorded: the contact's state for the purpose after the record (`current`), unless the
+  stored state comes from a later record. When it leaves `profile_enrichment` not allowed
+  (withdrawn or expired), the profile gathered under it is deleted (the whole row: demographics,
+  influence, engagement and sources all come from enrichment's providers, and a new grant lets a
+  new enrichment gather them again); when it leaves `geolocation` not allowed, the contact's
+  check-ins are deleted and the profile's last check-in cleared (CONTRACT section 3).
+- handle.linked / handle.unlinked: the handle → contact table the feed resolves handles with; a
+  link carries a prospect's history (events seen under the handle) over to the contact.
+- contact.merged: the duplicate's handles, consents, events and profile become the survivor's;
+  per purpose the consent of the later record wins.
+- contact.erasure_requested: everything held under the contact ids and the handles is deleted,
+  then `liaison.enrichment.erasure.completed` and an audit entry are published."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.enrichment import SCHEMA, SOURCE
+from services.enrichment.repository import projections as repo
+from shared.db import UnitOfWork
+from shared.events import CloudEvent, rfc3339, utcnow
+
+CONSENT_RECORDED = "liaison.identity.consent.recorded"
+HANDLE_LINKED = "liaison.identity.handle.linked"
+HANDLE_UNLINKED = "liaison.identity.handle.unlinked"
+CONTACT_MERGED = "liaison.identity.contact.merged"
+ERASURE_REQUESTED = "liaison.identity.contact.erasure_requested"
+ERASURE_COMPLETED = "liaison.enrichment.erasure.completed"
+AUDIT_RECORDED = "liaison.enrichment.audit.recorded"
+
+PROFILE_ENRICHMENT = "profile_enrichment"
+GEOLOCATION = "geolocation"
+ACTOR = "service:enrichment"
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+# -- consents ----------------------------------------------------------------------------------
+def allowed(uow: UnitOfWork, tenant_id: str, contact_id: str, purpose: str,
+            now: datetime | None = None) -> bool:
+    """May enrichment use the contact's data for `purpose` now? Only a stored, unexpired grant
+    says yes; no record says no."""
+    return repo.is_allowed(uow, tenant_id, contact_id, purpose, now or utcnow())
+
+
+def on_consent_recorded(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
+    tenant_id, data = envelope["tenantid"], envelope["data"]
+    contact_id, purpose, current = data["contact_id"], data["purpose"], data["current"]
+    repo.save_consent_if_newer(uow, tenant_id, contact_id, {
+        "purpose": purpose,
+        "status": current["status"],
+        "record_id": current["record_id"],
+        "captured_at": _moment(current["captured_at"]),
+        "expires_at": _moment(current["expires_at"]),
+    })
+    # Decided on what is stored, not on the event: an ignored late event deletes nothing that
+    # the stored state allows, and a repeated withdrawal finds nothing left.
+    enforce_consent(uow, tenant_id, contact_id, purpose)
+
+
+def enforce_consent(uow: UnitOfWork, tenant_id: str, contact_id: str, purpose: str,
+                    now: datetime | None = None) -> dict[str, int]:
+    """Deletes the data gathered under `purpose` when the contact no longer allows it."""
+    if purpose not in (PROFILE_ENRICHMENT, GEOLOCATION) or allowed(uow, tenant_id, contact_id, purpose, now):
+        return {}
+    if purpose == PROFILE_ENRICHMENT:
+        return {"profiles": repo.delete_profile(uow, tenant_id, contact_id)}
+    return {"checkins": repo.delete_checkins(uow, tenant_id, contact_id)}
+
+
+# -- handles -----------------------------------------------------------------------------------
+def on_handle_linked(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
+    tenant_id, identity = envelope["tenantid"], envelope["data"]["identity"]
+    repo.link_handle(uow, tenant_id, identity["network"], identity["handle"], identity["contact_id"],
+                     identity["id"])
+    repo.claim_prospect_events(uow, tenant_id, identity["network"], identity["handle"],
+                               identity["contact_id"])
+
+
+def on_handle_unlinked(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
+    repo.unlink_handle(uow, envelope["tenantid"], envelope["data"]["identity_id"])
+
+
+def on_contact_merged(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
+    tenant_id, data = envelope["tenantid"], envelope["data"]
+    survivor, duplicate = data["contact_id"], data["duplicate_id"]
+    repo.move_handles(uow, tenant_id, duplicate, survivor)
+    repo.move_consents(uow, tenant_id, duplicate, survivor)
+    repo.move_events(uow, tenant_id, duplicate, survivor)
+    repo.move_profile_unless_present(uow, tenant_id, duplicate, survivor)
+    # What came over was gathered under the duplicate's consent; the survivor's decides now.
+    for purpose in (PROFILE_ENRICHMENT, GEOLOCATION):
+        enforce_consent(uow, tenant_id, survivor, purpose)
+
+
+# -- erasure -----------------------------------------------------------------------------------
+def on_erasure_requested(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
+    tenant_id, data = envelope["tenantid"], envelope["data"]
+    contact_id = data["contact_id"]
+    contact_ids = list(dict.fromkeys([contact_id, *data.get("contact_ids", [])]))
+    handles = [(h["network"], h["handle"]) for h in data.get("handles", [])]
+    counts = repo.erase(uow, tenant_id, contact_ids, handles)
+    uow.publish_many(SCHEMA, [
+        CloudEvent(ERASURE_COMPLETED, SOURCE, tenant_id,
+                   {"erasure_id": data["erasure_id"], "service": "enrichment"}, subject=contact_id),
+        CloudEvent(AUDIT_RECORDED, SOURCE, tenant_id, {
+            "actor": ACTOR,
+            "action": "contact.erased",
+            "resource": f"contact/{contact_id}",
+            "contact_id": contact_id,
+            "details": {"erasure_id": data["erasure_id"], "counts": counts},
+            "at": rfc3339(utcnow()),
+        }, subject=contact_id),
+    ])
+
+
+# -- the right of access -----------------------------------------------------------------------
+def _json(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = rfc3339(value)
+        elif isinstance(value, Decimal):
+            value = float(value)  # sentiment
+        elif isinstance(value, uuid.UUID):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def export_for_contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> dict[str, Any]:
+    """Everything enrichment holds about the contact, for the export (right of access)."""
+    profile = repo.profile(uow, tenant_id, contact_id)
+    return {
+        "consents": [_json(r) for r in repo.consents_of(uow, tenant_id, contact_id)],
+        "handles": [_json(r) for r in repo.handles_of(uow, tenant_id, contact_id)],
+        "profile": _json(profile) if profile else None,
+        "social_events": [_json(r) for r in repo.events_of(uow, tenant_id, contact_id)],
+    }
