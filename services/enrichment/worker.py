@@ -8,8 +8,6 @@ asked (services.enrichment.projections).
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from functools import partial
 from pathlib import Path
 
@@ -18,10 +16,11 @@ from shared import logging as json_logging
 from shared.bus import Publisher
 from shared.consumer import EventConsumer, Handler
 from shared.db import Database
-from shared.maintenance import expire_idempotency_keys, run_periodically
+from shared.maintenance import expire_idempotency_keys
 from shared.migrate import migrate
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
+from shared.worker import PeriodicTask, run_worker
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +50,12 @@ def main() -> None:
     migrate(settings.database_url, SCHEMA, MIGRATIONS)
     db = Database(settings.database_url, min_size=1, max_size=4, name="enrichment-worker").open()
     relay, consumers = build(settings, db)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threads = [threading.Thread(target=relay.run, args=(stop,), name="relay")]
-    threads += [threading.Thread(target=c.run, args=(stop,), name=c.name) for c in consumers]
-    threads.append(threading.Thread(
-        target=run_periodically,
-        args=(stop, 600.0, partial(expire_idempotency_keys, db, SCHEMA), "expire idempotency keys"),
-        name="idempotency-expiry",
-    ))
-    for thread in threads:
-        thread.start()
-    log.info("enrichment worker started", extra={"consumers": [c.name for c in consumers]})
-    stop.wait()
-    for thread in threads:
-        thread.join(timeout=10)
-    db.close()
+    try:
+        run_worker("enrichment", relay, consumers, [
+            PeriodicTask("idempotency key expiry", 600.0, partial(expire_idempotency_keys, db, SCHEMA)),
+        ])
+    finally:
+        db.close()
 
 
 if __name__ == "__main__":

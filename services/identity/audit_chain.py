@@ -12,7 +12,7 @@ where the canonical JSON sorts keys, has no spaces, keeps non-ASCII as UTF-8, an
 `YYYY-MM-DDTHH:MM:SS.ffffffZ` (the form the API shows it in), so anyone can recompute a hash from
 `GET /v1/audit`. Sealing runs under a per-tenant advisory lock: on demand before the trail is
 read (so a compliance officer sees their own writes) and every second in identity's worker
-(`run_sealer`, a thread beside the relay and the consumer).
+(a periodic task of its worker, beside the relay and the consumer).
 
 Editing an entry breaks its hash; deleting one leaves a gap in `seq` (or, for the newest, a log
 shorter than the chain head recorded at sealing); reordering breaks `prev_hash`. A database
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -34,7 +33,6 @@ from typing import Any, NamedTuple
 from services.identity.repository import audit as repo
 from services.identity.repository import contacts as contact_repo
 from shared.db import Database, UnitOfWork
-from shared.maintenance import run_periodically
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +118,6 @@ def seal_pending(db: Database, batch: int = SEAL_BATCH) -> int:
             if sealed < batch:
                 break
     return total
-
-
-def run_sealer(db: Database, stop: threading.Event, interval: float = SEAL_INTERVAL) -> None:
-    """The worker's sealing loop: a round every `interval` seconds until `stop` is set."""
-    run_periodically(stop, interval, lambda: seal_pending(db), "audit sealing")
 
 
 # -- reading -----------------------------------------------------------------------------------
