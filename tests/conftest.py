@@ -76,6 +76,37 @@ def identity(identity_app):
 
 
 @pytest.fixture(scope="session")
+def identity_url(identity_app) -> Iterator[str]:
+    """identity served over real HTTP, for the services that ask it (API keys, exports)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, identity_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="session")
+def enrichment_app(settings: Settings, identity_url: str):
+    from dataclasses import replace
+
+    from services.enrichment.app import create_app
+
+    app = create_app(replace(settings, identity_url=identity_url))
+    yield app
+    app.extensions["liaison"].db.close()
+
+
+@pytest.fixture()
+def enrichment(enrichment_app):
+    return enrichment_app.test_client()
+
+
+@pytest.fixture(scope="session")
 def admin(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.admin_key}"}
 

@@ -1,23 +1,11 @@
 """The other services check keys by asking identity over HTTP (shared.auth.RemoteVerifier); a
 revoked key must stop working there too within KEY_CACHE_SECONDS."""
 
-import threading
 import time
 
 import pytest
-from werkzeug.serving import make_server
 
 from shared.auth import AdminAwareVerifier, CachedVerifier, RemoteVerifier
-
-
-@pytest.fixture()
-def identity_url(identity_app):
-    server = make_server("127.0.0.1", 0, identity_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
 
 
 def test_another_service_learns_a_keys_tenant_and_scopes_from_identity(identity_url, tenant):
