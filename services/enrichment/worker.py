@@ -11,7 +11,8 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from services.enrichment import SCHEMA, projections
+from services.enrichment import SCHEMA, jobs, projections, social
+from services.enrichment.providers import adapters
 from shared import logging as json_logging
 from shared.bus import Publisher
 from shared.consumer import EventConsumer, Handler
@@ -31,16 +32,19 @@ def handlers() -> dict[str, Handler]:
     """Event type → handler, for enrichment's consumer."""
     return {
         projections.CONSENT_RECORDED: projections.on_consent_recorded,
-        projections.HANDLE_LINKED: projections.on_handle_linked,
+        projections.HANDLE_LINKED: social.on_handle_linked,
         projections.HANDLE_UNLINKED: projections.on_handle_unlinked,
-        projections.CONTACT_MERGED: projections.on_contact_merged,
+        projections.CONTACT_MERGED: social.on_contact_merged,
         projections.ERASURE_REQUESTED: projections.on_erasure_requested,
     }
 
 
 def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventConsumer]]:
     relay = OutboxRelay(db, Publisher(settings.broker_url), [SCHEMA], batch=settings.outbox_batch)
-    consumers = [EventConsumer.from_settings("enrichment", db, SCHEMA, handlers(), settings)]
+    # The provider adapters are built once per process: their circuit breakers and rate limits
+    # must see every call the process makes.
+    all_handlers = {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(adapters(), db)}
+    consumers = [EventConsumer.from_settings("enrichment", db, SCHEMA, all_handlers, settings)]
     return relay, consumers
 
 

@@ -204,7 +204,7 @@ def test_facebook_page_maps_followers_and_location(api, clock):
     profile = make(FacebookAdapter, clock).fetch(Subject(handles={"facebook": "bluebottlecoffee"}))
 
     assert profile.followers == 125001
-    assert (profile.city, profile.country) == ("Oakland", "United States")
+    assert (profile.city, profile.country) == ("Oakland", "US")  # ISO 3166-1 alpha-2
     assert profile.bio == "Coffee roaster and retailer."
     assert profile.category == "Coffee Shop"
 
@@ -262,7 +262,7 @@ def test_fullcontact_person_enrich_maps_demographics(api, clock):
     profile = make(FullContactAdapter, clock).fetch(Subject(email="bart@fullcontact.com"))
 
     assert profile.age_range == "30-39"
-    assert (profile.city, profile.country) == ("Denver", "United States")
+    assert (profile.city, profile.country) == ("Denver", "US")  # ISO 3166-1 alpha-2
     assert profile.title == "Co-Founder & Managing Director"
     assert profile.organization == "V1.vc"
     assert profile.interests == ("Technology", "Venture Capital")

@@ -32,6 +32,7 @@ from services.enrichment.providers.http import (
     ProfileData,
     ProviderError,
     Subject,
+    iso_country,
     retry_after,
 )
 
@@ -133,7 +134,7 @@ class FacebookAdapter(Adapter):
             name=body.get("name"),
             bio=body.get("about") or None,
             city=location.get("city"),
-            country=location.get("country"),
+            country=iso_country(location.get("country")),
             # followers_count is who follows the Page; fan_count, who likes it (older Pages).
             followers=body.get("followers_count", body.get("fan_count")),
             category=body.get("category"),

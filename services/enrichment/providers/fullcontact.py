@@ -92,7 +92,7 @@ class FullContactAdapter(Adapter):
             bio=person.get("bio") or None,
             location=person.get("location") or place.get("formatted"),
             city=place.get("city"),
-            country=place.get("country"),
+            country=(place.get("countryCode") or "").upper() or None,  # ISO 3166-1 alpha-2, as the contract says
             age_range=person.get("ageRange") or age.get("range"),
             title=person.get("title") or job.get("title"),
             organization=person.get("organization") or job.get("name"),

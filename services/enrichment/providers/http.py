@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+import pycountry
 import requests
 
 from shared.settings import SettingsError
@@ -531,3 +532,14 @@ class Adapter:
         self, subject: Subject, *, tenant: str | None = None, credentials: Mapping[str, str] | None = None
     ) -> ProfileData:
         raise NotImplementedError
+
+
+def iso_country(name: str | None) -> str | None:
+    """A country as the contract has it (ISO 3166-1 alpha-2) from the name a provider gives
+    ("United States" -> "US"); None when the name is not one pycountry knows."""
+    if not name:
+        return None
+    try:
+        return pycountry.countries.lookup(name.strip()).alpha_2
+    except LookupError:
+        return None

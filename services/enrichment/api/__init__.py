@@ -1,0 +1,7 @@
+"""enrichment's HTTP layer: thin routes and their marshmallow schemas, one module per resource."""
+
+from services.enrichment.api import enrichments, profiles, social
+
+
+def blueprints() -> list:
+    return [enrichments.blp, profiles.blp, social.blp]
