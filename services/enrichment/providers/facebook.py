@@ -107,9 +107,6 @@ class FacebookAdapter(Adapter):
     def reset_at(self, response: requests.Response, now: float) -> float | None:
         return graph_reset_at(response, now)
 
-    def applies(self, subject: Subject) -> bool:
-        return bool(subject.handles.get(self.network))
-
     def fetch(
         self, subject: Subject, *, tenant: str | None = None, credentials: Mapping[str, str] | None = None
     ) -> ProfileData:

@@ -27,6 +27,7 @@ import os
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -472,7 +473,7 @@ def default_classify(network: str) -> Classifier:
 # The adapter base
 
 
-class Adapter:
+class Adapter(ABC):
     """One provider. Subclasses set the class attributes and implement `applies` and `fetch`;
     the registry (`services.enrichment.providers`) finds them by module, so adding a network is
     adding one module."""
@@ -525,13 +526,15 @@ class Adapter:
         return _utc(self.http.clock.time())
 
     def applies(self, subject: Subject) -> bool:
-        """Whether this provider can look the subject up at all (e.g. it has a handle here)."""
-        raise NotImplementedError
+        """Whether this provider can look the subject up at all: by default, when the subject has
+        a handle on this provider's network."""
+        return bool(subject.handles.get(self.network))
 
+    @abstractmethod
     def fetch(
         self, subject: Subject, *, tenant: str | None = None, credentials: Mapping[str, str] | None = None
     ) -> ProfileData:
-        raise NotImplementedError
+        """The provider's answer about the subject, or a ProviderError saying why not."""
 
 
 def iso_country(name: str | None) -> str | None:

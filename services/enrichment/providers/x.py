@@ -42,9 +42,6 @@ class XAdapter(Adapter):
         reset = response.headers.get("x-rate-limit-reset", "").strip()
         return float(reset) if reset.isdigit() else retry_after(response, now)
 
-    def applies(self, subject: Subject) -> bool:
-        return bool(subject.handles.get(self.network))
-
     def fetch(
         self, subject: Subject, *, tenant: str | None = None, credentials: Mapping[str, str] | None = None
     ) -> ProfileData:
