@@ -21,6 +21,8 @@ import orjson
 from kombu import Connection, Exchange, Queue, binding
 from kombu.serialization import register
 
+from shared.settings import Settings
+
 log = logging.getLogger(__name__)
 
 EVENTS_EXCHANGE = "liaison.events"
@@ -38,12 +40,15 @@ register(
 ACCEPT = ["cloudevents", "json"]
 
 
-def events_exchange() -> Exchange:
-    return Exchange(EVENTS_EXCHANGE, type="topic", durable=True)
+# BUS_PREFIX names a whole environment on a shared broker, exchanges included, so that two
+# environments (two test runs, say) never see each other's events. Unset, the names are the
+# contract's: liaison.events and liaison.direct.
+def events_exchange(prefix: str = "") -> Exchange:
+    return Exchange(f"{prefix}{EVENTS_EXCHANGE}", type="topic", durable=True)
 
 
-def direct_exchange() -> Exchange:
-    return Exchange(DIRECT_EXCHANGE, type="direct", durable=True)
+def direct_exchange(prefix: str = "") -> Exchange:
+    return Exchange(f"{prefix}{DIRECT_EXCHANGE}", type="direct", durable=True)
 
 
 def is_amqp(broker_url: str) -> bool:
@@ -69,6 +74,10 @@ class ConsumerTopology:
         return arguments or None
 
     @property
+    def direct_exchange_name(self) -> str:
+        return f"{self.prefix}{DIRECT_EXCHANGE}"
+
+    @property
     def queue_name(self) -> str:
         return f"{self.prefix}{self.name}"
 
@@ -76,8 +85,8 @@ class ConsumerTopology:
         """Every queue and binding, for declaring."""
         main = Queue(
             self.queue_name,
-            bindings=[binding(events_exchange(), routing_key=key) for key in self.routing_keys]
-            + [binding(direct_exchange(), routing_key=self.queue_name)],
+            bindings=[binding(events_exchange(self.prefix), routing_key=key) for key in self.routing_keys]
+            + [binding(direct_exchange(self.prefix), routing_key=self.queue_name)],
             durable=True,
             queue_arguments=self._arguments(),
         )
@@ -86,11 +95,11 @@ class ConsumerTopology:
             queues.append(
                 Queue(
                     f"{self.queue_name}.retry",
-                    exchange=direct_exchange(),
+                    exchange=direct_exchange(self.prefix),
                     routing_key=f"{self.queue_name}.retry",
                     durable=True,
                     queue_arguments=self._arguments({
-                        "x-dead-letter-exchange": DIRECT_EXCHANGE,
+                        "x-dead-letter-exchange": self.direct_exchange_name,
                         "x-dead-letter-routing-key": self.queue_name,
                     }),
                 )
@@ -101,7 +110,7 @@ class ConsumerTopology:
         """Where events that failed too often wait for an operator."""
         return Queue(
             f"{self.queue_name}.dead",
-            exchange=direct_exchange(),
+            exchange=direct_exchange(self.prefix),
             routing_key=f"{self.queue_name}.dead",
             durable=True,
             queue_arguments=self._arguments(),
@@ -133,8 +142,9 @@ class Publisher:
     On the embedded Redis broker a publish is a synchronous LPUSH, so its return is the
     confirmation."""
 
-    def __init__(self, broker_url: str, *, confirm_timeout: float = 10.0):
+    def __init__(self, broker_url: str, *, prefix: str = "", confirm_timeout: float = 10.0):
         self.broker_url = broker_url
+        self.prefix = prefix
         self.confirm_timeout = confirm_timeout
         self._connection: Connection | None = None
         self._lock = threading.Lock()
@@ -142,13 +152,16 @@ class Publisher:
         self._nacked = False
         self._sent = 0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Publisher:
+        return cls(settings.broker_url, prefix=settings.bus_prefix)
+
     def _connect(self) -> Connection:
         if self._connection is None:
             connection = Connection(self.broker_url, connect_timeout=5, heartbeat=0)
             connection.ensure_connection(max_retries=1)
-            exchange = events_exchange()
-            exchange(connection.default_channel).declare()
-            direct_exchange()(connection.default_channel).declare()
+            events_exchange(self.prefix)(connection.default_channel).declare()
+            direct_exchange(self.prefix)(connection.default_channel).declare()
             if is_amqp(self.broker_url):
                 channel = connection.default_channel
                 channel.confirm_select()
@@ -166,12 +179,12 @@ class Publisher:
         self._nacked = True
 
     def publish_batch(
-        self, messages: Iterable[tuple[str, dict[str, Any] | SerializedEvent]], *, exchange: str = EVENTS_EXCHANGE
+        self, messages: Iterable[tuple[str, dict[str, Any] | SerializedEvent]], *, exchange: str | None = None
     ) -> int:
         """Publishes (routing_key, envelope) pairs; raises if any is not confirmed."""
         with self._lock:
             try:
-                return self._publish(messages, exchange)
+                return self._publish(messages, exchange or f"{self.prefix}{EVENTS_EXCHANGE}")
             except Exception:
                 self.close()
                 raise

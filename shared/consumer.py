@@ -19,7 +19,7 @@ from kombu import Connection, Consumer, Message
 from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
 
-from shared.bus import ACCEPT, DIRECT_EXCHANGE, ConsumerTopology, is_amqp
+from shared.bus import ACCEPT, ConsumerTopology, is_amqp
 from shared.db import Database, UnitOfWork
 from shared.events import parse_envelope
 from shared.metrics import EVENTS_CONSUMED
@@ -144,7 +144,7 @@ class EventConsumer:
         headers.update(extra.pop("headers", {}))
         connection.Producer().publish(
             body,
-            exchange=DIRECT_EXCHANGE,
+            exchange=self.topology.direct_exchange_name,
             routing_key=routing_key,
             serializer="cloudevents" if isinstance(body, dict) else None,
             headers=headers,

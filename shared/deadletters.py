@@ -16,7 +16,7 @@ from typing import Any
 
 from kombu import Connection
 
-from shared.bus import ACCEPT, DIRECT_EXCHANGE, ConsumerTopology, is_amqp
+from shared.bus import ACCEPT, ConsumerTopology, is_amqp
 from shared.consumer import ATTEMPTS_HEADER, ERROR_HEADER
 from shared.settings import Settings
 
@@ -57,7 +57,7 @@ def replay(broker_url: str, topology: ConsumerTopology, event_ids: set[str] | No
             if event_ids is not None and (not isinstance(body, dict) or body.get("id") not in event_ids):
                 kept.append(message)
                 continue
-            producer.publish(body, exchange=DIRECT_EXCHANGE, routing_key=topology.queue_name,
+            producer.publish(body, exchange=topology.direct_exchange_name, routing_key=topology.queue_name,
                              serializer="cloudevents", headers={ATTEMPTS_HEADER: 0}, delivery_mode=2)
             message.ack()
             replayed += 1

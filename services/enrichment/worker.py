@@ -40,7 +40,7 @@ def handlers() -> dict[str, Handler]:
 
 
 def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventConsumer]]:
-    relay = OutboxRelay(db, Publisher(settings.broker_url), [SCHEMA], batch=settings.outbox_batch)
+    relay = OutboxRelay(db, Publisher.from_settings(settings), [SCHEMA], batch=settings.outbox_batch)
     # The provider adapters are built once per process: their circuit breakers and rate limits
     # must see every call the process makes.
     all_handlers = {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(adapters(), db)}

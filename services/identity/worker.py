@@ -34,7 +34,7 @@ def handlers() -> dict[str, Handler]:
 
 
 def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventConsumer]]:
-    relay = OutboxRelay(db, Publisher(settings.broker_url), [SCHEMA], batch=settings.outbox_batch)
+    relay = OutboxRelay(db, Publisher.from_settings(settings), [SCHEMA], batch=settings.outbox_batch)
     consumers = []
     if handlers():
         consumers.append(EventConsumer.from_settings("identity", db, SCHEMA, handlers(), settings))

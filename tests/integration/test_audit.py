@@ -234,7 +234,7 @@ def test_other_services_entries_arrive_as_events_and_join_the_chain(settings, id
         "actor": "service:enrichment", "action": "profile.updated", "resource": f"profile/{contact}",
         "contact_id": contact, "details": {"fields": ["demographics.city"]}, "at": at,
     }, subject=contact)
-    publisher = Publisher(settings.broker_url)
+    publisher = Publisher.from_settings(settings)
     try:
         publisher.publish_batch([(event.type, event.envelope())] * 2)  # delivered twice
     finally:

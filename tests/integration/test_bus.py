@@ -29,7 +29,7 @@ def tap(settings):
     """A queue that sees every event on liaison.events, removed after the test."""
     name = f"{settings.bus_prefix}tap-{uuid.uuid4().hex[:6]}"
     with Connection(settings.broker_url) as connection:
-        queue = Queue(name, bindings=[binding(events_exchange(), routing_key="#")], durable=False,
+        queue = Queue(name, bindings=[binding(events_exchange(settings.bus_prefix), routing_key="#")], durable=False,
                       auto_delete=False)
         queue(connection.default_channel).declare()
 
@@ -51,7 +51,7 @@ def tap(settings):
 def test_the_relay_publishes_committed_events_as_cloudevents(identity, tenant, settings, db, tap):
     contact = identity.post("/v1/contacts", json=contact_body("bus1", email="b@example.com"),
                             headers=tenant.crm).json
-    relay = OutboxRelay(db, Publisher(settings.broker_url), ["identity"])
+    relay = OutboxRelay(db, Publisher.from_settings(settings), ["identity"])
     assert relay.drain() >= 1
     published = [m for m in tap() if m["body"].get("subject") == contact["id"]]
     assert len(published) == 1
@@ -76,12 +76,12 @@ def test_events_wait_in_the_outbox_while_the_broker_is_down(identity, tenant, se
         waiting = conn.execute("SELECT count(*) FROM identity.outbox WHERE envelope->>'subject' = %s",
                                (contact["id"],)).fetchone()[0]
     assert waiting == 1
-    OutboxRelay(db, Publisher(settings.broker_url), ["identity"]).drain()
+    OutboxRelay(db, Publisher.from_settings(settings), ["identity"]).drain()
     assert [m for m in tap() if m["body"].get("subject") == contact["id"]]
 
 
 def _publish(settings, event: CloudEvent) -> None:
-    publisher = Publisher(settings.broker_url)
+    publisher = Publisher.from_settings(settings)
     publisher.publish_batch([(event.type, event.envelope())])
     publisher.close()
 
@@ -143,7 +143,7 @@ def test_a_malformed_message_goes_straight_to_the_dead_letters(settings, db):
                                            {"liaison.test.#": lambda uow, e: None}, settings)
     with Connection(settings.broker_url) as connection:
         consumer.topology.declare(connection)
-        connection.Producer().publish({"not": "a cloudevent"}, exchange=events_exchange(),
+        connection.Producer().publish({"not": "a cloudevent"}, exchange=events_exchange(settings.bus_prefix),
                                       routing_key="liaison.test.bad", serializer="json")
     assert consumer.drain(idle=0.5) == 1
     with Connection(settings.broker_url) as connection:

@@ -80,10 +80,11 @@ def bus(settings, identity_app, enrichment_app):
         "enrichment", enrichment_db, ENRICHMENT,
         {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(current, enrichment_db)}, settings)
     identity = EventConsumer.from_settings("identity", identity_db, IDENTITY, identity_handlers(), settings)
-    identity_relay = OutboxRelay(identity_db, Publisher(settings.broker_url), [IDENTITY])
-    enrichment_relay = OutboxRelay(enrichment_db, Publisher(settings.broker_url), [ENRICHMENT])
+    identity_relay = OutboxRelay(identity_db, Publisher.from_settings(settings), [IDENTITY])
+    enrichment_relay = OutboxRelay(enrichment_db, Publisher.from_settings(settings), [ENRICHMENT])
     tap = Queue(f"{settings.bus_prefix}profile-tap-{uuid.uuid4().hex[:6]}",
-                bindings=[binding(events_exchange(), routing_key=jobs.PROFILE_UPDATED)], durable=False)
+                bindings=[binding(events_exchange(settings.bus_prefix), routing_key=jobs.PROFILE_UPDATED)],
+                durable=False)
     with Connection(settings.broker_url) as connection:
         enrichment.topology.declare(connection)
         identity.topology.declare(connection)

@@ -60,11 +60,12 @@ def bus(settings, identity_app, enrichment_db):
     identity_db = identity_app.extensions["liaison"].db
     enrichment = EventConsumer.from_settings("enrichment", enrichment_db, ENRICHMENT, handlers(), settings)
     identity = EventConsumer.from_settings("identity", identity_db, IDENTITY, identity_handlers(), settings)
-    identity_relay = OutboxRelay(identity_db, Publisher(settings.broker_url), [IDENTITY])
-    enrichment_relay = OutboxRelay(enrichment_db, Publisher(settings.broker_url), [ENRICHMENT])
-    publisher = Publisher(settings.broker_url)
+    identity_relay = OutboxRelay(identity_db, Publisher.from_settings(settings), [IDENTITY])
+    enrichment_relay = OutboxRelay(enrichment_db, Publisher.from_settings(settings), [ENRICHMENT])
+    publisher = Publisher.from_settings(settings)
     tap = Queue(f"{settings.bus_prefix}enrichment-tap-{uuid.uuid4().hex[:6]}",
-                bindings=[binding(events_exchange(), routing_key="liaison.enrichment.#")], durable=False)
+                bindings=[binding(events_exchange(settings.bus_prefix), routing_key="liaison.enrichment.#")],
+                durable=False)
     with Connection(settings.broker_url) as connection:
         enrichment.topology.declare(connection)  # before anything is published to them
         identity.topology.declare(connection)

@@ -41,10 +41,10 @@ def bus(settings, identity_app):
     db = identity_app.extensions["liaison"].db
     consumer = EventConsumer.from_settings("identity", db, SCHEMA, handlers(), settings)
     tap_name = f"{settings.bus_prefix}erasure-tap-{uuid.uuid4().hex[:6]}"
-    tap = Queue(tap_name, bindings=[binding(events_exchange(), routing_key="liaison.identity.#")],
+    tap = Queue(tap_name, bindings=[binding(events_exchange(settings.bus_prefix), routing_key="liaison.identity.#")],
                 durable=False)
-    relay = OutboxRelay(db, Publisher(settings.broker_url), [SCHEMA])
-    publisher = Publisher(settings.broker_url)
+    relay = OutboxRelay(db, Publisher.from_settings(settings), [SCHEMA])
+    publisher = Publisher.from_settings(settings)
     with Connection(settings.broker_url) as connection:
         consumer.topology.declare(connection)  # before anything is published to it
         tap(connection.default_channel).declare()

@@ -34,7 +34,7 @@ def sync(settings, identity_app, enrichment_app):
     Enrichment's own relay is left still, so what the feed published stays in its outbox."""
     enrichment_db = enrichment_app.extensions["liaison"].db
     consumer = EventConsumer.from_settings("enrichment", enrichment_db, ENRICHMENT, handlers(), settings)
-    relay = OutboxRelay(identity_app.extensions["liaison"].db, Publisher(settings.broker_url), [IDENTITY])
+    relay = OutboxRelay(identity_app.extensions["liaison"].db, Publisher.from_settings(settings), [IDENTITY])
     with Connection(settings.broker_url) as connection:
         consumer.topology.declare(connection)
 
