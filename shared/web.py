@@ -309,6 +309,17 @@ class PageArgs(ma.Schema):
     cursor = ma.fields.String(load_default=None)
 
 
+def page_schema(item: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """The contract's list envelope, `{"items": [item, ...], "next_cursor"}`, as a schema class
+    named `name` (the name the OpenAPI document gives it)."""
+    return type(name, (ma.Schema,), {
+        "items": ma.fields.List(ma.fields.Nested(item)),
+        "next_cursor": ma.fields.String(
+            allow_none=True, metadata={"description": "Pass as ?cursor= for the next page; null on the last"}
+        ),
+    })
+
+
 def encode_cursor(*values: Any) -> str:
     raw = json.dumps([str(v) for v in values], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

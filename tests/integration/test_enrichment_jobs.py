@@ -26,24 +26,20 @@ from shared.bus import Publisher, events_exchange
 from shared.consumer import EventConsumer
 from shared.outbox import OutboxRelay
 from tests.integration.test_enrichment_projections import consent, link, new_contact, record
-from tests.unit.test_providers import FULLCONTACT_PERSON, NOW, X_NOT_FOUND, X_UNAUTHORIZED, X_USER, FakeClock
+from tests.unit.test_providers import (
+    FULLCONTACT_PERSON,
+    IG_BLUEBOTTLE,
+    NOW,
+    X_NOT_FOUND,
+    X_UNAUTHORIZED,
+    X_USER,
+    FakeClock,
+)
 
 FETCHED_AT = "2025-11-23T08:00:00Z"  # the fake clock's now
 X_URL = "https://api.x.com/2/users/by/username/"
 IG_URL = "https://graph.facebook.com/v19.0/17841405309211844"
 FC_URL = "https://api.fullcontact.com/v3/person.enrich"
-IG_BLUEBOTTLE = {
-    "business_discovery": {
-        "id": "17841401441775531",
-        "username": "bluebottle",
-        "name": "Blue Bottle Coffee",
-        "biography": "Delicious coffee from Oakland.",
-        "followers_count": 267788,
-        "follows_count": 1230,
-        "media_count": 1205,
-    },
-    "id": "17841405309211844",
-}
 IG_BAD_TOKEN = {"error": {"message": "Error validating access token: Session has expired.",
                           "type": "OAuthException", "code": 190, "error_subcode": 463,
                           "fbtrace_id": "AbCdEf123"}}

@@ -135,21 +135,25 @@ def test_x_user_lookup_maps_public_metrics_with_provenance(api, clock):
     assert "age_range" not in profile.sourced()  # what X did not say is not claimed
 
 
+# Instagram Graph API business discovery, as its documentation shows it.
+IG_BLUEBOTTLE = {
+    "business_discovery": {
+        "id": "17841401441775531",
+        "username": "bluebottle",
+        "name": "Blue Bottle Coffee",
+        "biography": "Delicious coffee from Oakland.",
+        "followers_count": 267788,
+        "follows_count": 1230,
+        "media_count": 1205,
+    },
+    "id": "17841405309211844",
+}
+
+
 def test_instagram_business_discovery_maps_counts(api, clock):
     api.get(
         "https://graph.facebook.com/v19.0/17841405309211844",
-        json={
-            "business_discovery": {
-                "id": "17841401441775531",
-                "username": "bluebottle",
-                "name": "Blue Bottle Coffee",
-                "biography": "Delicious coffee from Oakland.",
-                "followers_count": 267788,
-                "follows_count": 1230,
-                "media_count": 1205,
-            },
-            "id": "17841405309211844",
-        },
+        json=IG_BLUEBOTTLE,
         match=[
             matchers.query_param_matcher(
                 {

@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 
 from services.enrichment import social
 from shared import errors
-from shared.web import PageArgs, decode_cursor, idempotent, page, requires, tenant_id, unit_of_work
+from shared.web import PageArgs, decode_cursor, idempotent, page, page_schema, requires, tenant_id, unit_of_work
 
 blp = Blueprint("social", __name__, url_prefix="/v1/social", description="Social listening feed")
 
@@ -84,9 +84,7 @@ class ProspectSchema(ma.Schema):
     last_seen = ma.fields.DateTime(format="iso")
 
 
-class ProspectListSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(ProspectSchema))
-    next_cursor = ma.fields.String(allow_none=True)
+ProspectListSchema = page_schema(ProspectSchema, "ProspectListSchema")
 
 
 @blp.route("/events")

@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 
 from services.identity import audit_chain
 from shared import errors
-from shared.web import PageArgs, decode_cursor, page, requires, tenant_id, unit_of_work
+from shared.web import PageArgs, decode_cursor, page, page_schema, requires, tenant_id, unit_of_work
 
 blp = Blueprint(
     "audit", __name__, url_prefix="/v1/audit",
@@ -49,9 +49,7 @@ class AuditEntrySchema(ma.Schema):
         ordered = True
 
 
-class AuditPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(AuditEntrySchema))
-    next_cursor = ma.fields.String(allow_none=True)
+AuditPageSchema = page_schema(AuditEntrySchema, "AuditPageSchema")
 
 
 class VerificationSchema(ma.Schema):

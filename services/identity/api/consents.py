@@ -19,6 +19,7 @@ from shared.web import (
     decode_cursor,
     idempotent,
     page,
+    page_schema,
     requires,
     service,
     tenant_id,
@@ -180,9 +181,7 @@ class ConsentQuerySchema(PageArgs):
     until = Moment(data_key="to", metadata={"description": "captured_at before"})
 
 
-class ConsentPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(ConsentSchema))
-    next_cursor = ma.fields.String(allow_none=True)
+ConsentPageSchema = page_schema(ConsentSchema, "ConsentPageSchema")
 
 
 class ReceiptControllerSchema(ma.Schema):

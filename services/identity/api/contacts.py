@@ -17,6 +17,7 @@ from shared.web import (
     decode_cursor,
     idempotent,
     page,
+    page_schema,
     requires,
     tenant_id,
     unit_of_work,
@@ -87,9 +88,7 @@ class ContactQuerySchema(PageArgs):
     crm_id = ma.fields.String()
 
 
-class ContactPageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(ContactSchema))
-    next_cursor = ma.fields.String(allow_none=True)
+ContactPageSchema = page_schema(ContactSchema, "ContactPageSchema")
 
 
 class MergeInSchema(ma.Schema):

@@ -18,6 +18,7 @@ from shared.web import (
     current_principal,
     decode_cursor,
     page,
+    page_schema,
     requires,
     service,
     tenant_id,
@@ -57,9 +58,7 @@ class ErasureQuerySchema(PageArgs):
     status = ma.fields.String(validate=ma.validate.OneOf((erasure.PENDING, erasure.COMPLETED)))
 
 
-class ErasurePageSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(ErasureSchema))
-    next_cursor = ma.fields.String(allow_none=True)
+ErasurePageSchema = page_schema(ErasureSchema, "ErasurePageSchema")
 
 
 class ExportSchema(ma.Schema):

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 
 from services.identity import identities
 from services.identity.handles import NETWORKS
-from shared.web import current_principal, idempotent, requires, tenant_id, unit_of_work
+from shared.web import current_principal, idempotent, page_schema, requires, tenant_id, unit_of_work
 
 blp = Blueprint("identities", __name__, url_prefix="/v1", description="Social identities")
 
@@ -42,9 +42,7 @@ class IdentitySchema(ma.Schema):
     created_at = ma.fields.String()
 
 
-class IdentityListSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(IdentitySchema))
-    next_cursor = ma.fields.String(allow_none=True)
+IdentityListSchema = page_schema(IdentitySchema, "IdentityListSchema")
 
 
 class ResolvedSchema(ma.Schema):
