@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from services.enrichment import SCHEMA, SOURCE, projections, sentiment
+from services.enrichment.influence import compute_influence
 from services.enrichment.projections import GEOLOCATION, PROFILE_ENRICHMENT
 from services.enrichment.repository import social as repo
 from shared.db import UnitOfWork
@@ -85,6 +86,7 @@ def ingest(uow: UnitOfWork, tenant_id: str, events: list[dict[str, Any]],
         published.extend(_events_of(tenant_id, row))
 
     repo.insert_events(uow, rows)
+    repo.add_to_prospects(uow, tenant_id, _prospect_tallies(events, rows))
     if mentioned:
         refresh_engagement(uow, tenant_id, sorted(mentioned), now)
     repo.save_last_checkins(uow, tenant_id, {
@@ -127,9 +129,52 @@ def refresh_engagement(uow: UnitOfWork, tenant_id: str, contact_ids: Iterable[st
 
 def prospects(uow: UnitOfWork, tenant_id: str, limit: int,
               after: tuple[int, datetime, str, str] | None) -> list[dict[str, Any]]:
-    """Up to limit + 1 prospects after the cursor, most engaged first; influence is not known
-    yet for a handle no contact has (no provider is asked about strangers), so it is null."""
-    return [{**row, "influence": None} for row in repo.prospects(uow, tenant_id, limit + 1, after)]
+    """Up to limit + 1 prospects after the cursor, most engaged first. A prospect's influence
+    comes from the audience the listening platform reported with their events (`followers`): no
+    provider is asked about someone who is not a contact and so cannot have consented."""
+    listed = []
+    for row in repo.prospects(uow, tenant_id, limit + 1, after):
+        followers = row.pop("followers")
+        influence = None
+        if followers is not None:
+            figures = compute_influence(followers)
+            influence = {"followers": followers, "score": figures.score, "tier": figures.tier}
+        listed.append({**row, "influence": influence})
+    return listed
+
+
+def _prospect_tallies(events: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per prospect handle of the stored rows: what the batch adds to its counts.
+    `events` are the validated events (for the reported audience), `rows` what was stored."""
+    followers: dict[tuple[str, str], tuple[datetime, int]] = {}
+    for event in events:
+        if event.get("followers") is not None:
+            key = (event["network"], event["handle"])
+            if key not in followers or followers[key][0] < event["occurred_at"]:
+                followers[key] = (event["occurred_at"], event["followers"])
+    tallies: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row["contact_id"] is not None:
+            continue
+        key = (row["network"], row["handle"])
+        tally = tallies.get(key)
+        if tally is None:
+            reported_at, audience = followers.get(key, (None, None))
+            tally = tallies[key] = {
+                "network": key[0], "handle": key[1], "mentions": 0, "positive": 0, "neutral": 0,
+                "negative": 0, "sentiment_sum": 0.0, "follows": 0, "followers": audience,
+                "followers_at": reported_at, "first_seen": row["occurred_at"], "last_seen": row["occurred_at"],
+            }
+        tally["first_seen"] = min(tally["first_seen"], row["occurred_at"])
+        tally["last_seen"] = max(tally["last_seen"], row["occurred_at"])
+        if row["type"] == "follow":
+            tally["follows"] += 1
+        elif row["type"] == "mention":
+            tally["mentions"] += 1
+            label = row["label"] if row["label"] in ("positive", "negative") else "neutral"
+            tally[label] += 1
+            tally["sentiment_sum"] += row["sentiment"] or 0.0
+    return list(tallies.values())
 
 
 # -- helpers -----------------------------------------------------------------------------------

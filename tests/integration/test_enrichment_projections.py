@@ -303,6 +303,9 @@ def test_erasure_deletes_everything_and_identity_sees_enrichment_complete(
             add_event(sql, tenant.id, "mention", "x", "stranger", None)}
     add_profile(sql, tenant.id, bystander)
     theirs = {add_event(sql, other_tenant.id, "mention", "x", "erin", None)}
+    for tenant_id, handle in ((tenant.id, "erin"), (tenant.id, "stranger"), (other_tenant.id, "erin")):
+        sql.execute("INSERT INTO enrichment.prospects (tenant_id, network, handle, mentions, first_seen, last_seen)"
+                    " VALUES (%s, 'x', %s, 1, now(), now())", (tenant_id, handle))
 
     accepted = identity.delete(f"/v1/contacts/{contact_id}", headers=tenant.crm)
     assert accepted.status_code == 202, accepted.json
@@ -319,6 +322,11 @@ def test_erasure_deletes_everything_and_identity_sees_enrichment_complete(
     assert handles(sql, tenant.id) == {("x", "bystander", bystander)}
     assert is_allowed(enrichment_db, tenant.id, bystander, "profile_enrichment")
     assert events_left(sql, other_tenant.id) == theirs
+    assert {(r["tenant_id"], r["handle"]) for r in sql.execute(
+        "SELECT tenant_id::text, handle FROM enrichment.prospects").fetchall()} >= {
+        (tenant.id, "stranger"), (other_tenant.id, "erin")}
+    assert sql.execute("SELECT count(*) AS n FROM enrichment.prospects WHERE tenant_id = %s AND handle = 'erin'",
+                       (tenant.id,)).fetchone()["n"] == 0
 
     [completed] = [e for e in bus.published() if e["type"] == projections.ERASURE_COMPLETED]
     assert completed["data"] == {"erasure_id": erasure_id, "service": "enrichment"}
@@ -330,7 +338,8 @@ def test_erasure_deletes_everything_and_identity_sees_enrichment_complete(
     [erased] = [e for e in trail if e["actor"] == "service:enrichment"]
     assert erased["action"] == "contact.erased" and erased["resource"] == f"contact/{contact_id}"
     assert erased["details"]["service"] == "enrichment" and erased["details"]["erasure_id"] == erasure_id
-    assert erased["details"]["counts"] == {"profiles": 1, "social_events": 3, "consents": 2, "handles": 1}
+    assert erased["details"]["counts"] == {
+        "profiles": 1, "social_events": 3, "prospects": 1, "consents": 2, "handles": 1}
 
     # The request delivered again changes nothing: nothing left to delete, and the erasure's
     # state at identity stays as it was.

@@ -238,6 +238,26 @@ def test_prospects_are_ordered_by_engagement_and_paginated(enrichment, tenant, o
                               headers=tenant.crm).status_code == 422
 
 
+def test_a_prospects_influence_comes_from_the_audience_the_feed_reports(enrichment, tenant):
+    post(enrichment, tenant, [
+        mention("big_voice", "love it", minutes_ago=30, followers=40_000),
+        mention("big_voice", "still love it", minutes_ago=10, followers=1_250_000),  # the latest report wins
+        mention("big_voice", "yes", minutes_ago=20, followers=35_000),
+        mention("quiet", "fine", minutes_ago=5),
+    ])
+    # A later batch without a report keeps the audience; counts add up across batches.
+    post(enrichment, tenant, [mention("big_voice", "again", minutes_ago=1), follow("big_voice", network="x")])
+    listed = {p["handle"]: p for p in enrichment.get("/v1/social/prospects", headers=tenant.crm).json["items"]}
+    big = listed["big_voice"]
+    assert (big["mentions"], big["follows"], big["positive"]) == (4, 1, big["positive"])
+    assert big["influence"]["followers"] == 1_250_000 and big["influence"]["tier"] == "mega"
+    assert 0 < big["influence"]["score"] <= 100
+    assert listed["quiet"]["influence"] is None
+    for bad in (-1, "many", 1.5):
+        response = post(enrichment, tenant, [mention("quiet", "x", followers=bad)])
+        assert response.status_code == 422 and "followers" in str(response.json["errors"])
+
+
 def test_a_bad_event_refuses_the_whole_batch(enrichment, tenant, sql):
     good = mention("someone", "great")
     for bad, field in [

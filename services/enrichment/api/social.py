@@ -45,6 +45,11 @@ class FeedEventSchema(ma.Schema):
         allow_none=True, allow_nan=False, validate=ma.validate.Range(-1, 1),
         metadata={"description": "The listening platform's own score of a mention, -1..1; wins over ours"},
     )
+    followers = ma.fields.Integer(
+        allow_none=True, strict=True, validate=ma.validate.Range(0, 10**12),
+        metadata={"description": "The author's audience as the listening platform reports it. It gives a "
+                                 "prospect's influence; a contact's comes from enrichment."},
+    )
 
     @ma.validates_schema
     def _checkin_has_place(self, data: dict[str, Any], **_: Any) -> None:
@@ -71,6 +76,12 @@ class FeedAcceptedSchema(ma.Schema):
     )
 
 
+class ProspectInfluenceSchema(ma.Schema):
+    followers = ma.fields.Integer()
+    score = ma.fields.Float(metadata={"description": "0-100, as for contacts, from the audience alone"})
+    tier = ma.fields.String(metadata={"description": "none, nano, micro, macro or mega"})
+
+
 class ProspectSchema(ma.Schema):
     network = ma.fields.String()
     handle = ma.fields.String()
@@ -78,8 +89,12 @@ class ProspectSchema(ma.Schema):
     positive = ma.fields.Integer()
     neutral = ma.fields.Integer()
     negative = ma.fields.Integer()
+    follows = ma.fields.Integer(metadata={"description": "Follows of the brand's accounts"})
     sentiment = ma.fields.Float(allow_none=True, metadata={"description": "Mean of the mentions, -1..1"})
-    influence = ma.fields.Dict(allow_none=True, metadata={"description": "Not known yet for prospects: null"})
+    influence = ma.fields.Nested(
+        ProspectInfluenceSchema, allow_none=True,
+        metadata={"description": "From the audience the feed reported (`followers`); null when it never did"},
+    )
     first_seen = ma.fields.DateTime(format="iso")
     last_seen = ma.fields.DateTime(format="iso")
 
@@ -115,7 +130,8 @@ class Prospects(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List the handles seen in the feed that match no contact yet, most engaged first
 
-        Ordered by mentions (descending), then the latest seen first."""
+        Ordered by mentions (descending), then the latest seen first. Influence is known for the
+        prospects whose events reported the author's audience (`followers`)."""
         after = _after(decode_cursor(args["cursor"], 4))
         with unit_of_work(read_only=True) as uow:
             items = social.prospects(uow, tenant_id(), args["limit"], after)

@@ -123,7 +123,12 @@ def move_handles(uow: UnitOfWork, tenant_id: str, from_id: str, to_id: str) -> N
 # -- social events and profiles ----------------------------------------------------------------
 def claim_prospect_events(uow: UnitOfWork, tenant_id: str, network: str, handle: str,
                           contact_id: str) -> int:
-    """A prospect's history becomes the contact's once the handle is linked."""
+    """A prospect's history becomes the contact's once the handle is linked; it is no longer a
+    prospect."""
+    uow.execute(
+        "DELETE FROM enrichment.prospects WHERE tenant_id = %s AND network = %s AND handle = %s",
+        (tenant_id, network, handle),
+    )
     return uow.execute(
         "UPDATE enrichment.social_events SET contact_id = %s"
         " WHERE tenant_id = %s AND network = %s AND handle = %s AND contact_id IS NULL",
@@ -207,6 +212,11 @@ def erase(uow: UnitOfWork, tenant_id: str, contact_ids: list[str],
         "DELETE FROM enrichment.social_events WHERE tenant_id = %(tenant)s"
         " AND (contact_id = ANY(%(ids)s::uuid[]) OR (network, handle) IN"
         " (SELECT * FROM unnest(%(networks)s::text[], %(names)s::text[])))",
+        params,
+    ).rowcount
+    counts["prospects"] = uow.execute(
+        "DELETE FROM enrichment.prospects WHERE tenant_id = %(tenant)s AND (network, handle) IN"
+        " (SELECT * FROM unnest(%(networks)s::text[], %(names)s::text[]))",
         params,
     ).rowcount
     counts["consents"] = uow.execute(

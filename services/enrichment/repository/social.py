@@ -107,26 +107,48 @@ def save_last_checkins(uow: UnitOfWork, tenant_id: str, checkins: dict[str, dict
     )
 
 
+def add_to_prospects(uow: UnitOfWork, tenant_id: str, tallies: list[dict[str, Any]]) -> None:
+    """Adds a batch's counts to the prospects' rows (created when new). `tallies` holds one entry
+    per handle; sorted here, so two batches touching the same prospects never deadlock."""
+    if not tallies:
+        return
+    tallies = sorted(tallies, key=lambda t: (t["network"], t["handle"]))
+    columns = ("network", "handle", "mentions", "positive", "neutral", "negative", "sentiment_sum",
+               "follows", "followers", "followers_at", "first_seen", "last_seen")
+    uow.execute(
+        "INSERT INTO enrichment.prospects AS p (tenant_id, network, handle, mentions, positive, neutral,"
+        " negative, sentiment_sum, follows, followers, followers_at, first_seen, last_seen)"
+        " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::int[], %s::int[],"
+        " %s::numeric[], %s::int[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])"
+        " ON CONFLICT (tenant_id, network, handle) DO UPDATE SET"
+        " mentions = p.mentions + EXCLUDED.mentions, positive = p.positive + EXCLUDED.positive,"
+        " neutral = p.neutral + EXCLUDED.neutral, negative = p.negative + EXCLUDED.negative,"
+        " sentiment_sum = p.sentiment_sum + EXCLUDED.sentiment_sum, follows = p.follows + EXCLUDED.follows,"
+        " followers = CASE WHEN p.followers_at IS NULL OR EXCLUDED.followers_at > p.followers_at"
+        "  THEN coalesce(EXCLUDED.followers, p.followers) ELSE p.followers END,"
+        " followers_at = greatest(p.followers_at, EXCLUDED.followers_at),"
+        " first_seen = least(p.first_seen, EXCLUDED.first_seen),"
+        " last_seen = greatest(p.last_seen, EXCLUDED.last_seen)",
+        (tenant_id, *([t[c] for t in tallies] for c in columns)),
+    )
+
+
 def prospects(uow: UnitOfWork, tenant_id: str, limit: int,
               after: tuple[int, datetime, str, str] | None) -> list[dict[str, Any]]:
     """Handles seen in the feed that no contact has, most engaged first (mentions, then the
-    latest seen); keyset pagination on (mentions, last_seen, network, handle)."""
+    latest seen); keyset pagination on (mentions, last_seen, network, handle), all descending, so
+    each page is a range of the index. A handle linked while a batch naming it was in flight may
+    keep a row: it is not listed."""
     mentions, last_seen, network, handle = after or (None, None, None, None)
     return uow.execute(
-        "WITH p AS ("
-        " SELECT network, handle, count(*) FILTER (WHERE type = 'mention') AS mentions,"
-        " count(*) FILTER (WHERE type = 'mention' AND label = 'positive') AS positive,"
-        " count(*) FILTER (WHERE type = 'mention' AND label = 'negative') AS negative,"
-        " count(*) FILTER (WHERE type = 'mention' AND label IS DISTINCT FROM 'positive'"
-        "  AND label IS DISTINCT FROM 'negative') AS neutral,"
-        " round(avg(coalesce(sentiment, 0)) FILTER (WHERE type = 'mention'), 4)::float8 AS sentiment,"
-        " min(occurred_at) AS first_seen, max(occurred_at) AS last_seen"
-        " FROM enrichment.social_events WHERE tenant_id = %(tenant)s AND contact_id IS NULL"
-        " GROUP BY network, handle)"
-        " SELECT * FROM p WHERE %(mentions)s::bigint IS NULL OR mentions < %(mentions)s"
-        " OR (mentions = %(mentions)s AND (last_seen < %(last_seen)s OR (last_seen = %(last_seen)s"
-        " AND (network, handle) > (%(network)s, %(handle)s))))"
-        " ORDER BY mentions DESC, last_seen DESC, network, handle LIMIT %(limit)s",
+        "SELECT network, handle, mentions, positive, neutral, negative, follows, followers,"
+        " CASE WHEN mentions > 0 THEN round(sentiment_sum / mentions, 4)::float8 END AS sentiment,"
+        " first_seen, last_seen FROM enrichment.prospects p WHERE tenant_id = %(tenant)s"
+        " AND (%(mentions)s::int IS NULL"
+        "  OR (mentions, last_seen, network, handle) < (%(mentions)s, %(last_seen)s, %(network)s, %(handle)s))"
+        " AND NOT EXISTS (SELECT 1 FROM enrichment.contact_handles h WHERE h.tenant_id = p.tenant_id"
+        "  AND h.network = p.network AND h.handle = p.handle)"
+        " ORDER BY mentions DESC, last_seen DESC, network DESC, handle DESC LIMIT %(limit)s",
         {"tenant": tenant_id, "mentions": mentions, "last_seen": last_seen, "network": network,
          "handle": handle, "limit": limit},
     ).fetchall()
