@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -12,7 +13,9 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it and says what is expected."""
 
 
-def _number(env: dict[str, str], name: str, default: float, low: float, high: float, kind: type = int) -> Any:
+def env_number(env: Mapping[str, str], name: str, default: Any, low: float, high: float, kind: type = int) -> Any:
+    """The number in `name`, or `default` when unset; a malformed or out-of-range value raises
+    SettingsError naming the variable. Services read their own tunables with it too."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -85,12 +88,12 @@ class Settings:
             identity_url=_url(env, "IDENTITY_URL", ("http", "https"), cls.identity_url),
             enrichment_url=_url(env, "ENRICHMENT_URL", ("http", "https"), cls.enrichment_url),
             campaigns_url=_url(env, "CAMPAIGNS_URL", ("http", "https"), cls.campaigns_url),
-            db_pool_min=_number(env, "DB_POOL_MIN", 1, 0, 100),
-            db_pool_max=_number(env, "DB_POOL_MAX", 10, 1, 500),
-            key_cache_seconds=_number(env, "KEY_CACHE_SECONDS", 2.0, 0.0, 5.0, float),
+            db_pool_min=env_number(env, "DB_POOL_MIN", 1, 0, 100),
+            db_pool_max=env_number(env, "DB_POOL_MAX", 10, 1, 500),
+            key_cache_seconds=env_number(env, "KEY_CACHE_SECONDS", 2.0, 0.0, 5.0, float),
             bus_prefix=env.get("BUS_PREFIX", ""),
-            bus_queue_expires=_number(env, "BUS_QUEUE_EXPIRES", None, 1.0, 30 * 86400.0, float),
-            consumer_max_attempts=_number(env, "CONSUMER_MAX_ATTEMPTS", 5, 1, 100),
-            outbox_batch=_number(env, "OUTBOX_BATCH", 1000, 1, 10000),
+            bus_queue_expires=env_number(env, "BUS_QUEUE_EXPIRES", None, 1.0, 30 * 86400.0, float),
+            consumer_max_attempts=env_number(env, "CONSUMER_MAX_ATTEMPTS", 5, 1, 100),
+            outbox_batch=env_number(env, "OUTBOX_BATCH", 1000, 1, 10000),
             log_level=log_level,
         )

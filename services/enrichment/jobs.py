@@ -11,6 +11,8 @@
   results into the profile (services.enrichment.profiles), finish the job and publish
   `liaison.enrichment.profile.updated` when a field changed. Consent is checked once more in (3):
   a withdrawal during the calls stores nothing.
+- credentials: (1) also reads the tenant's own provider credentials (services.enrichment.credentials);
+  a provider the tenant set them for is called with them, the others with the platform's.
 
 Who is looked up: enrichment knows a contact's social handles (enrichment.contact_handles, fed by
 identity's handle events) but not their email or phone, which identity keeps. So the person
@@ -33,7 +35,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from services.enrichment import SCHEMA, SOURCE, profiles
+from services.enrichment import SCHEMA, SOURCE, credentials, profiles
 from services.enrichment.projections import PROFILE_ENRICHMENT, allowed
 from services.enrichment.providers.http import Adapter, ProfileData, ProviderError, Subject
 from services.enrichment.repository import jobs as repo
@@ -61,6 +63,7 @@ def _view(job: dict[str, Any]) -> dict[str, Any]:
         "contact_id": str(job["contact_id"]),
         "status": job["status"],
         "providers": job["providers"] or [],
+        "requested_by": job["requested_by"],
         "created_at": rfc3339(job["created_at"]),
         "started_at": rfc3339(job["started_at"]) if job["started_at"] else None,
         "finished_at": rfc3339(job["finished_at"]) if job["finished_at"] else None,
@@ -83,10 +86,14 @@ def request(uow: UnitOfWork, tenant_id: str, contact_id: str, now: datetime | No
         "finished_at": None if consented else now,
     })
     if consented:
-        uow.publish(SCHEMA, CloudEvent(JOB_REQUESTED, SOURCE, tenant_id,
-                                       {"job_id": str(job["id"]), "contact_id": contact_id},
-                                       subject=contact_id))
+        uow.publish(SCHEMA, requested_event(tenant_id, str(job["id"]), contact_id))
     return _view(job)
+
+
+def requested_event(tenant_id: str, job_id: str, contact_id: str) -> CloudEvent:
+    """`liaison.enrichment.job.requested`: the worker that consumes it runs the job."""
+    return CloudEvent(JOB_REQUESTED, SOURCE, tenant_id, {"job_id": job_id, "contact_id": contact_id},
+                      subject=contact_id)
 
 
 def get(uow: UnitOfWork, tenant_id: str, job_id: str) -> dict[str, Any]:
@@ -101,9 +108,10 @@ def of_contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[dict[st
 
 
 # -- the run -----------------------------------------------------------------------------------
-def _call(adapter: Adapter, subject: Subject, tenant_id: str) -> tuple[dict[str, Any], ProfileData | None]:
+def _call(adapter: Adapter, subject: Subject, tenant_id: str,
+          creds: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ProfileData | None]:
     try:
-        data = adapter.fetch(subject, tenant=tenant_id)
+        data = adapter.fetch(subject, tenant=tenant_id, credentials=creds)
     except ProviderError as exc:
         # A provider answering nonsense is, for the job, a provider not available right now.
         code = exc.code if exc.code in PROVIDER_STATUSES else "unavailable"
@@ -112,9 +120,10 @@ def _call(adapter: Adapter, subject: Subject, tenant_id: str) -> tuple[dict[str,
 
 
 def run_job(db: Database, tenant_id: str, job_id: str, adapters: Mapping[str, Adapter],
-            now: Callable[[], datetime] = utcnow) -> dict[str, Any] | None:
+            secret_key: str, now: Callable[[], datetime] = utcnow) -> dict[str, Any] | None:
     """Runs a queued job (see the module docstring); returns the job as it ends, or None when it
-    was not queued (already run or running, or unknown)."""
+    was not queued (already run or running, or unknown). `secret_key` (LIAISON_SECRET_KEY) opens
+    the tenant's stored credentials."""
     with db.transaction() as uow:
         job = repo.claim(uow, tenant_id, job_id, now())
         if job is None:
@@ -124,6 +133,7 @@ def run_job(db: Database, tenant_id: str, job_id: str, adapters: Mapping[str, Ad
             repo.finish(uow, tenant_id, job_id, "skipped", NO_CONSENT, [], now())
             return get(uow, tenant_id, job_id)
         handles = {h["network"]: h["handle"] for h in projections_repo.handles_of(uow, tenant_id, contact_id)}
+        tenant_creds = credentials.for_tenant(uow, tenant_id, secret_key)
 
     # No transaction is open while the providers are asked.
     subject = Subject(handles=handles)
@@ -132,7 +142,7 @@ def run_job(db: Database, tenant_id: str, job_id: str, adapters: Mapping[str, Ad
     for _network, adapter in sorted(adapters.items()):
         if not adapter.applies(subject):
             continue
-        answer, data = _call(adapter, subject, tenant_id)
+        answer, data = _call(adapter, subject, tenant_id, tenant_creds.get(adapter.network))
         answers.append(answer)
         if data is not None:
             results.append(data)
@@ -157,20 +167,21 @@ def run_job(db: Database, tenant_id: str, job_id: str, adapters: Mapping[str, Ad
         return get(uow, tenant_id, job_id)
 
 
-def handle_job_requested(db: Database, adapters: Mapping[str, Adapter],
+def handle_job_requested(db: Database, adapters: Mapping[str, Adapter], secret_key: str,
                          uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     """The consumer's handler for job.requested. The consumer's own transaction (`uow`) only
     records the event as handled; the run uses transactions of its own from `db`, so no
     transaction stays open across the provider calls. A repeated event finds the job no longer
     queued and does nothing."""
-    run_job(db, envelope["tenantid"], envelope["data"]["job_id"], adapters)
+    run_job(db, envelope["tenantid"], envelope["data"]["job_id"], adapters, secret_key)
 
 
-def job_handler(adapters: Mapping[str, Adapter], db: Database) -> Handler:
+def job_handler(adapters: Mapping[str, Adapter], db: Database, secret_key: str) -> Handler:
     """The handler for `liaison.enrichment.job.requested`, bound to the worker's adapters (built
-    once per process: one session, breaker and rate limiter per provider) and database."""
+    once per process: one session, breaker and rate limiter per provider), database and the key
+    that opens tenants' credentials."""
 
     def handler(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
-        handle_job_requested(db, adapters, uow, envelope)
+        handle_job_requested(db, adapters, secret_key, uow, envelope)
 
     return handler

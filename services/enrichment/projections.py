@@ -13,19 +13,22 @@ repeat changes nothing).
   link carries a prospect's history (events seen under the handle) over to the contact.
 - contact.merged: the duplicate's handles, consents, events and profile become the survivor's;
   per purpose the consent of the later record wins.
+- consent that runs out (`expires_at` passed) sends no event: `sweep_lapsed_consents`, run by the
+  worker, treats it as a withdrawal.
 - contact.erasure_requested: everything held under the contact ids and the handles is deleted,
   then `liaison.enrichment.erasure.completed` and an audit entry are published."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from services.enrichment import SCHEMA, SOURCE
 from services.enrichment.repository import projections as repo
-from shared.db import UnitOfWork
+from shared.db import Database, UnitOfWork
 from shared.events import CloudEvent, rfc3339, utcnow
 
 CONSENT_RECORDED = "liaison.identity.consent.recorded"
@@ -35,6 +38,8 @@ CONTACT_MERGED = "liaison.identity.contact.merged"
 ERASURE_REQUESTED = "liaison.identity.contact.erasure_requested"
 ERASURE_COMPLETED = "liaison.enrichment.erasure.completed"
 AUDIT_RECORDED = "liaison.enrichment.audit.recorded"
+
+SWEEP_BATCH = 1000
 
 PROFILE_ENRICHMENT = "profile_enrichment"
 GEOLOCATION = "geolocation"
@@ -76,6 +81,30 @@ def enforce_consent(uow: UnitOfWork, tenant_id: str, contact_id: str, purpose: s
     if purpose == PROFILE_ENRICHMENT:
         return {"profiles": repo.delete_profile(uow, tenant_id, contact_id)}
     return {"checkins": repo.delete_checkins(uow, tenant_id, contact_id)}
+
+
+def sweep_lapsed_consents(db: Database, now: Callable[[], datetime] = utcnow,
+                          batch: int = SWEEP_BATCH) -> dict[str, int]:
+    """Consent that expires sends no event: identity's ledger simply answers `expired` from then
+    on. This sweep (the worker runs it every minute) finds the grants whose `expires_at` has
+    passed, marks them expired and deletes what was gathered under them, exactly as a withdrawal
+    would: the profile for `profile_enrichment`, the check-ins for `geolocation`. A batch per
+    transaction, until none is left. Returns how many grants lapsed and rows went."""
+    totals = {"consents": 0, "profiles": 0, "checkins": 0}
+    while True:
+        with db.transaction() as uow:
+            lapsed = repo.expire_lapsed_grants(uow, now(), batch)
+            by_purpose: dict[str, list[tuple[str, str]]] = {PROFILE_ENRICHMENT: [], GEOLOCATION: []}
+            for row in lapsed:
+                if row["purpose"] in by_purpose:
+                    by_purpose[row["purpose"]].append((str(row["tenant_id"]), str(row["contact_id"])))
+            totals["consents"] += len(lapsed)
+            if by_purpose[PROFILE_ENRICHMENT]:
+                totals["profiles"] += repo.delete_profiles_of(uow, by_purpose[PROFILE_ENRICHMENT])
+            if by_purpose[GEOLOCATION]:
+                totals["checkins"] += repo.delete_checkins_of(uow, by_purpose[GEOLOCATION])
+        if len(lapsed) < batch:
+            return totals
 
 
 # -- handles -----------------------------------------------------------------------------------

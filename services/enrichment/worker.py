@@ -1,6 +1,8 @@
-"""enrichment's background process: relays its outbox to the bus and consumes identity's events
+"""enrichment's background process: relays its outbox to the bus, consumes identity's events
 into its projections (consents, handles), withdrawing data when consent goes and erasing it when
-asked (services.enrichment.projections).
+asked (services.enrichment.projections), runs the enrichment jobs (services.enrichment.jobs), and
+every minute deletes what lapsed consents covered and queues the re-enrichment of stale profiles
+(services.enrichment.freshness).
 
     python -m services.enrichment.worker
 """
@@ -12,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from services.enrichment import SCHEMA, jobs, projections, social
+from services.enrichment.freshness import FreshnessPolicy, queue_stale_profiles
 from services.enrichment.providers import adapters
 from shared import logging as json_logging
 from shared.bus import Publisher
@@ -43,7 +46,7 @@ def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventCons
     relay = OutboxRelay(db, Publisher.from_settings(settings), [SCHEMA], batch=settings.outbox_batch)
     # The provider adapters are built once per process: their circuit breakers and rate limits
     # must see every call the process makes.
-    all_handlers = {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(adapters(), db)}
+    all_handlers = {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(adapters(), db, settings.secret_key)}
     consumers = [EventConsumer.from_settings("enrichment", db, SCHEMA, all_handlers, settings)]
     return relay, consumers
 
@@ -54,9 +57,12 @@ def main() -> None:
     migrate(settings.database_url, SCHEMA, MIGRATIONS)
     db = Database(settings.database_url, min_size=1, max_size=4, name="enrichment-worker").open()
     relay, consumers = build(settings, db)
+    freshness = FreshnessPolicy.from_env()
     try:
         run_worker("enrichment", relay, consumers, [
             PeriodicTask("idempotency key expiry", 600.0, partial(expire_idempotency_keys, db, SCHEMA)),
+            PeriodicTask("lapsed consent sweep", 60.0, partial(projections.sweep_lapsed_consents, db)),
+            PeriodicTask("freshness scheduler", 60.0, partial(queue_stale_profiles, db, freshness)),
         ])
     finally:
         db.close()

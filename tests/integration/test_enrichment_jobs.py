@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 
 import psycopg
@@ -17,6 +18,7 @@ from psycopg.rows import dict_row
 
 from services.enrichment import SCHEMA as ENRICHMENT
 from services.enrichment import jobs
+from services.enrichment.freshness import FreshnessPolicy, queue_stale_profiles
 from services.enrichment.influence import compute_influence
 from services.enrichment.providers import adapters
 from services.enrichment.worker import handlers
@@ -74,7 +76,7 @@ def bus(settings, identity_app, enrichment_app):
     current: dict = {}
     enrichment = EventConsumer.from_settings(
         "enrichment", enrichment_db, ENRICHMENT,
-        {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(current, enrichment_db)}, settings)
+        {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(current, enrichment_db, settings.secret_key)}, settings)
     identity = EventConsumer.from_settings("identity", identity_db, IDENTITY, identity_handlers(), settings)
     identity_relay = OutboxRelay(identity_db, Publisher.from_settings(settings), [IDENTITY])
     enrichment_relay = OutboxRelay(enrichment_db, Publisher.from_settings(settings), [ENRICHMENT])
@@ -149,7 +151,7 @@ def test_without_consent_the_job_is_skipped_and_no_provider_is_called(identity, 
     assert state["providers"] == [] and state["contact_id"] == contact_id
     assert state["finished_at"] is not None
     # Running it anyway (a stray event) does nothing: it is not queued.
-    assert jobs.run_job(bus.db, tenant.id, accepted["id"], {}) is None
+    assert jobs.run_job(bus.db, tenant.id, accepted["id"], {}, "any key") is None
 
     # Consent withdrawn between the request and the run: skipped too, and still no call.
     api.get(X_URL + "xdevelopers", json=X_USER)
@@ -344,3 +346,43 @@ def test_export_answers_404_when_enrichment_holds_nothing(identity, enrichment, 
     assert body["profile"]["influence"]["networks"]["x"]["followers"] == 513958
     assert [c["purpose"] for c in body["consents"]] == ["profile_enrichment"]
     assert body["enrichments"][0]["created_at"].endswith("Z")
+
+
+def test_the_freshness_scheduler_enriches_stale_profiles_again(identity, enrichment, tenant, bus, api, sql):
+    for handle in ("fresh_one", "stale_one", "failing_one"):
+        api.get(X_URL + handle, json=X_USER)
+    fresh = consenting_contact(identity, tenant, bus, "fresh1", {"x": "fresh_one"})
+    stale = consenting_contact(identity, tenant, bus, "stale1", {"x": "stale_one"})
+    failing = consenting_contact(identity, tenant, bus, "stale2", {"x": "failing_one"})
+    for contact_id in (fresh, stale, failing):
+        request_enrichment(enrichment, tenant, contact_id)
+    bus.sync()
+    # Forty days pass for two of them; `failing` was tried again an hour ago (its providers failed).
+    sql.execute("UPDATE enrichment.profiles SET enriched_at = enriched_at - interval '40 days'"
+                " WHERE tenant_id = %s AND contact_id = ANY(%s::uuid[])", (tenant.id, [stale, failing]))
+    sql.execute("UPDATE enrichment.enrichment_jobs SET created_at = created_at - interval '40 days'"
+                " WHERE tenant_id = %s AND contact_id = %s", (tenant.id, stale))
+    sql.execute("UPDATE enrichment.enrichment_jobs SET created_at = created_at - interval '1 hour'"
+                " WHERE tenant_id = %s AND contact_id = %s", (tenant.id, failing))
+    calls = len(api.calls)
+
+    policy = FreshnessPolicy(max_age=timedelta(days=30), retry_after=timedelta(hours=24))
+    assert queue_stale_profiles(bus.db, policy) >= 1
+    bus.sync()
+
+    def scheduled() -> list[dict]:
+        return sql.execute("SELECT id, contact_id::text FROM enrichment.enrichment_jobs WHERE tenant_id = %s"
+                           " AND requested_by = 'freshness'", (tenant.id,)).fetchall()
+
+    [again] = scheduled()
+    assert again["contact_id"] == stale
+    state = job(enrichment, tenant, str(again["id"]))
+    assert state["status"] == "completed" and state["requested_by"] == "freshness"
+    assert [c.request.url.split("?")[0] for c in api.calls[calls:] if "api.x.com" in c.request.url] == [
+        X_URL + "stale_one"]
+    age = sql.execute("SELECT now() - enriched_at AS age FROM enrichment.profiles WHERE tenant_id = %s"
+                      " AND contact_id = %s", (tenant.id, stale)).fetchone()["age"]
+    assert age < timedelta(minutes=5)
+    # Fresh again: the next run queues nothing more for this tenant.
+    queue_stale_profiles(bus.db, policy)
+    assert len(scheduled()) == 1

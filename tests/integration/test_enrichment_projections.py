@@ -352,3 +352,43 @@ def test_erasure_deletes_everything_and_identity_sees_enrichment_complete(
     assert identity.get(f"/v1/erasures/{erasure_id}", headers=tenant.compliance).json == state
     answers = [e for e in bus.published() if e["type"] == projections.ERASURE_COMPLETED]
     assert len(answers) == 1  # one new request answered once; its repeat not at all
+
+
+def test_a_consent_that_lapses_without_an_event_deletes_what_it_covered(identity, tenant, other_tenant, bus,
+                                                                         enrichment_db, sql):
+    lapsing, staying = new_contact(identity, tenant, "lapse1"), new_contact(identity, tenant, "lapse2")
+    theirs = new_contact(identity, other_tenant, "lapse3")
+    for who, owner, days in ((lapsing, tenant, 1), (staying, tenant, 30), (theirs, other_tenant, 1)):
+        for purpose in ("profile_enrichment", "geolocation"):
+            record(identity, owner, who, consent(purpose, days_ago=1, expires_in=days))
+    bus.sync()
+    kept = set()
+    for who, owner in ((lapsing, tenant), (staying, tenant), (theirs, other_tenant)):
+        add_profile(sql, owner.id, who)
+        add_event(sql, owner.id, "checkin", "instagram", f"h{who[-6:]}", who, "Parc")
+        kept.add(add_event(sql, owner.id, "mention", "instagram", f"h{who[-6:]}", who))
+    assert is_allowed(enrichment_db, tenant.id, lapsing, "geolocation")
+
+    # Two days on, no event came, but the grants of `lapsing` and `theirs` ran out.
+    later = utcnow() + timedelta(days=2)
+    totals = projections.sweep_lapsed_consents(enrichment_db, lambda: later, batch=1)  # several batches
+    assert totals["consents"] >= 4 and totals["profiles"] >= 2 and totals["checkins"] >= 2
+
+    def left(owner, who) -> tuple[int, int, set[str]]:
+        profiles = sql.execute("SELECT count(*) AS n FROM enrichment.profiles WHERE tenant_id = %s"
+                               " AND contact_id = %s", (owner.id, who)).fetchone()["n"]
+        checkins = sql.execute("SELECT count(*) AS n FROM enrichment.social_events WHERE tenant_id = %s"
+                               " AND contact_id = %s AND type = 'checkin'", (owner.id, who)).fetchone()["n"]
+        return profiles, checkins, {s["status"] for s in stored_consents(sql, owner.id, who).values()}
+
+    assert left(tenant, lapsing) == (0, 0, {"expired"})
+    assert left(other_tenant, theirs) == (0, 0, {"expired"})
+    assert left(tenant, staying) == (1, 1, {"granted"})
+    assert kept <= events_left(sql, tenant.id) | events_left(sql, other_tenant.id)  # mentions are the brand's
+    assert projections.sweep_lapsed_consents(enrichment_db, lambda: later) == {
+        "consents": 0, "profiles": 0, "checkins": 0}
+
+    # A new grant after the lapse is a new consent: it is stored and allows again.
+    record(identity, tenant, lapsing, consent("profile_enrichment"))
+    bus.sync()
+    assert is_allowed(enrichment_db, tenant.id, lapsing, "profile_enrichment")

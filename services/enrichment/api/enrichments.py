@@ -44,6 +44,10 @@ class EnrichmentSchema(ma.Schema):
     providers = ma.fields.List(ma.fields.Nested(ProviderOutcomeSchema), metadata={
         "description": "Each provider that applied and its answer. The job failed when all of "
                        "them failed (not_found counts as an answer)"})
+    requested_by = ma.fields.String(metadata={
+        "enum": ["api", "freshness"],
+        "description": "`api`: a request to this API; `freshness`: the scheduler re-enriching a profile older "
+                       "than the freshness limit (ENRICHMENT_FRESHNESS_DAYS)"})
     created_at = ma.fields.String()
     started_at = ma.fields.String(allow_none=True)
     finished_at = ma.fields.String(allow_none=True)

@@ -512,6 +512,13 @@ class Adapter(ABC):
             raise NotConfigured(self.network, f"no credentials: set {', '.join(missing)} or the tenant's own")
         return creds
 
+    @classmethod
+    def has_platform_credentials(cls, env: Mapping[str, str] | None = None) -> bool:
+        """Whether the environment sets every credential variable (as `from_env` reads them), so a
+        tenant without credentials of its own can still call this provider."""
+        env = os.environ if env is None else env
+        return all(env.get(var) for var in cls.credential_env.values())
+
     def body(self, response: requests.Response) -> dict[str, Any]:
         """The JSON answer; anything else from a 2xx is the provider misbehaving, not our crash."""
         try:

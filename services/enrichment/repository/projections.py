@@ -77,6 +77,47 @@ def is_allowed(uow: UnitOfWork, tenant_id: str, contact_id: str, purpose: str, n
     return row is not None
 
 
+def expire_lapsed_grants(uow: UnitOfWork, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Marks up to `limit` grants whose time ran out as expired (oldest first) and returns them
+    (tenant_id, contact_id, purpose). SKIP LOCKED: two workers sweeping share the work."""
+    return uow.execute(
+        "UPDATE enrichment.contact_consents c SET status = 'expired', updated_at = now()"
+        " FROM (SELECT tenant_id, contact_id, purpose FROM enrichment.contact_consents"
+        "  WHERE status = 'granted' AND expires_at <= %s ORDER BY expires_at LIMIT %s"
+        "  FOR UPDATE SKIP LOCKED) lapsed"
+        " WHERE c.tenant_id = lapsed.tenant_id AND c.contact_id = lapsed.contact_id AND c.purpose = lapsed.purpose"
+        " RETURNING c.tenant_id, c.contact_id, c.purpose",
+        (now, limit),
+    ).fetchall()
+
+
+def delete_profiles_of(uow: UnitOfWork, contacts: list[tuple[str, str]]) -> int:
+    """Deletes the profiles of these (tenant id, contact id) pairs, whatever the tenant."""
+    return uow.execute(
+        "DELETE FROM enrichment.profiles p USING unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
+        " WHERE p.tenant_id = gone.tenant_id AND p.contact_id = gone.contact_id",
+        ([t for t, _ in contacts], [c for _, c in contacts]),
+    ).rowcount
+
+
+def delete_checkins_of(uow: UnitOfWork, contacts: list[tuple[str, str]]) -> int:
+    """Deletes the check-ins of these (tenant id, contact id) pairs and clears their profiles'
+    last check-in."""
+    params = ([t for t, _ in contacts], [c for _, c in contacts])
+    deleted = uow.execute(
+        "DELETE FROM enrichment.social_events e USING unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
+        " WHERE e.tenant_id = gone.tenant_id AND e.contact_id = gone.contact_id AND e.type = 'checkin'",
+        params,
+    ).rowcount
+    uow.execute(
+        "UPDATE enrichment.profiles p SET last_checkin = NULL, updated_at = now()"
+        " FROM unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
+        " WHERE p.tenant_id = gone.tenant_id AND p.contact_id = gone.contact_id AND p.last_checkin IS NOT NULL",
+        params,
+    )
+    return deleted
+
+
 # -- handles -----------------------------------------------------------------------------------
 def link_handle(uow: UnitOfWork, tenant_id: str, network: str, handle: str, contact_id: str,
                 identity_id: str) -> None:
