@@ -4,10 +4,14 @@
    (shared/embedded.py); with them set, uses those and starts nothing.
 2. Reads LIAISON_SECRET_KEY and LIAISON_ADMIN_KEY from the environment, or from var/secrets.env,
    generating and saving there whichever is missing (so keys survive restarts).
-3. Applies every service's migrations once, before any web process starts.
-4. Runs the Procfile's processes with honcho, prints the URLs, the admin key and a curl example
-   once every service answers /readyz, and on Ctrl-C or SIGTERM stops them all, then the
-   embedded servers.
+3. Starts the provider sandbox (sandbox/, on SANDBOX_URL, http://127.0.0.1:8009 by default) and
+   points every enrichment provider the operator left unconfigured at it: a provider counts as
+   configured when its base URL or one of its credentials is set, and is then left alone. So
+   enrichment works offline with synthetic data, and a real provider is one variable away.
+4. Applies every service's migrations once, before any web process starts.
+5. Runs the Procfile's processes with honcho, prints the URLs, the admin key and a curl example
+   once every service (and the sandbox) answers /readyz, and on Ctrl-C or SIGTERM stops them
+   all, then the embedded servers.
 
     .venv/bin/python -m scripts.run
 """
@@ -27,15 +31,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 # Only light imports up here: the signal handlers must be in place as early as possible (run()
 # imports psycopg, redis and honcho after installing them).
 from shared.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from services.enrichment.providers.http import Adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -47,6 +55,11 @@ READY_TIMEOUT = 120.0
 # The services of the contract, in the order they start and are listed. A service takes part as
 # soon as its package exists (services/<name>/app.py); its URL comes from Settings.<name>_url.
 SERVICES = ("identity", "enrichment", "campaigns")
+
+# The provider sandbox (sandbox/): its URL, and the credential it is given for every provider
+# variable the operator left unset (it accepts any token but those starting with "invalid" or "expired").
+DEFAULT_SANDBOX_URL = "http://127.0.0.1:8009"
+SANDBOX_CREDENTIAL = "sandbox-token"
 
 
 class Interrupted(Exception):
@@ -85,8 +98,12 @@ def present_services(settings: Settings) -> list[Service]:
 _RUNS_MODULE = re.compile(r"-m\s+([\w.]+)|'([\w.]+):")
 
 
-def procfile_processes(services: list[Service], procfile: Path = PROCFILE) -> list[ProcessSpec]:
-    """The Procfile's lines, templates repeated per service, keeping those whose module exists."""
+def procfile_processes(
+    services: list[Service], procfile: Path = PROCFILE, values: Mapping[str, str] | None = None
+) -> list[ProcessSpec]:
+    """The Procfile's lines, templates repeated per service, keeping those whose module exists.
+    `values` fills the other placeholders of any line ({sandbox_bind})."""
+    values = dict(values or {})
     processes = []
     for line in procfile.read_text().splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
@@ -94,8 +111,9 @@ def procfile_processes(services: list[Service], procfile: Path = PROCFILE) -> li
         name, _, command = line.partition(":")
         if not command.strip():
             raise SystemExit(f"{procfile}: a line is `name: command`, not {line!r}")
-        expanded = ([(name.format(service=s.name), command.strip().format(service=s.name, bind=s.bind))
-                     for s in services] if "{service}" in name else [(name, command.strip())])
+        expanded = ([(name.format(service=s.name),
+                      command.strip().format(**values, service=s.name, bind=s.bind)) for s in services]
+                    if "{service}" in name else [(name, command.strip().format(**values))])
         for process_name, process_command in expanded:
             runs = _RUNS_MODULE.search(process_command)
             module = runs and (runs.group(1) or runs.group(2))
@@ -106,6 +124,57 @@ def procfile_processes(services: list[Service], procfile: Path = PROCFILE) -> li
 
 
 # -- environment -------------------------------------------------------------------------------
+def sandbox_service(env: Mapping[str, str]) -> Service:
+    """The sandbox's URL from SANDBOX_URL, checked like the services' URLs."""
+    url = (env.get("SANDBOX_URL") or DEFAULT_SANDBOX_URL).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise SettingsError(f"SANDBOX_URL={url!r} must be an http:// URL such as {DEFAULT_SANDBOX_URL}")
+    return Service("sandbox", url)
+
+
+def _provider_adapters() -> list[type[Adapter]]:
+    """The enrichment adapter classes, if enrichment is in this checkout (imported late: they
+    pull in requests and pycountry, which the signal handlers must not wait for)."""
+    if not _module_exists("services.enrichment.providers"):
+        return []
+    from services.enrichment.providers import registry
+
+    return [registry()[network] for network in sorted(registry())]
+
+
+def _configured(adapter: type[Adapter], env: Mapping[str, str]) -> bool:
+    return bool(env.get(adapter.base_url_env)) or any(env.get(var) for var in adapter.credential_env.values())
+
+
+def sandbox_env(
+    env: Mapping[str, str], sandbox_url: str, providers: Iterable[type[Adapter]] | None = None
+) -> dict[str, str]:
+    """A copy of `env` where every provider the operator did not configure (neither its base URL
+    nor any of its credentials set) is pointed at the sandbox, with the sandbox credential in
+    each of its credential variables. The base URL keeps the real one's path (the Graph API's
+    /v19.0), so the requests look exactly like the real ones. A configured provider is left
+    as it is: the operator means the real one."""
+    filled = dict(env)
+    for adapter in _provider_adapters() if providers is None else providers:
+        if _configured(adapter, env):
+            continue
+        version = urlsplit(adapter.default_base_url).path.rstrip("/")
+        filled[adapter.base_url_env] = sandbox_url.rstrip("/") + version
+        for var in adapter.credential_env.values():
+            filled[var] = SANDBOX_CREDENTIAL
+    return filled
+
+
+def sandboxed_networks(
+    env: Mapping[str, str], sandbox_url: str, providers: Iterable[type[Adapter]] | None = None
+) -> list[str]:
+    """The providers `env` sends to the sandbox."""
+    prefix = sandbox_url.rstrip("/")
+    return [adapter.network for adapter in (_provider_adapters() if providers is None else providers)
+            if (env.get(adapter.base_url_env) or "").startswith(prefix)]
+
+
 def _read_env_file(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
@@ -195,7 +264,8 @@ def wait_ready(services: list[Service], timeout: float, stop: threading.Event) -
     return not pending
 
 
-def banner(services: list[Service], env: dict[str, str], embedded_used: list[str]) -> str:
+def banner(services: list[Service], env: dict[str, str], embedded_used: list[str],
+           sandbox: Service | None = None, sandboxed: list[str] | None = None) -> str:
     identity = next((s.url for s in services if s.name == "identity"), "http://127.0.0.1:8001")
     width = max(len(s.name) for s in services)
     lines = ["", "=" * 78, "Liaison is running.", ""]
@@ -212,6 +282,13 @@ def banner(services: list[Service], env: dict[str, str], embedded_used: list[str
     ]
     if embedded_used:
         lines.append(f"  Embedded {' and '.join(embedded_used)} under {VAR}/ (stopped with the stack).")
+    if sandbox and sandboxed:
+        lines.append(f"  Providers answered by the sandbox at {sandbox.url}, with synthetic data: "
+                     f"{', '.join(sandboxed)}.")
+        lines.append("  (A handle starting with `unknown` is not found there. Set a provider's base URL or "
+                     "credentials to use the real one.)")
+    elif sandbox:
+        lines.append(f"  Sandbox at {sandbox.url} (every provider is configured: none uses it).")
     lines += [
         "",
         "  Try it: create a tenant, then an API key for it (its secret is shown once):",
@@ -283,7 +360,15 @@ def serve(env: dict[str, str], stoppers: list[tuple[str, Callable[[], bool]]]) -
         "DATABASE_URL": env.get("DATABASE_URL") or "postgresql://embedded",
         "BROKER_URL": env.get("BROKER_URL") or "redis+socket:///embedded",
     }))
-    check_ports_free(services)
+    # The sandbox runs when the Procfile has its line and its package is in this checkout.
+    sandbox: Service | None = sandbox_service(env)
+    processes = procfile_processes(services, values={"sandbox_bind": sandbox.bind})
+    if not any(p.name == "sandbox" for p in processes):
+        sandbox = None
+    check_ports_free(services + ([sandbox] if sandbox else []))
+    if sandbox:
+        env.update(sandbox_env(env, sandbox.url))
+    sandboxed = sandboxed_networks(env, sandbox.url) if sandbox else []
 
     embedded_used = []
     if not env.get("DATABASE_URL"):
@@ -315,13 +400,13 @@ def serve(env: dict[str, str], stoppers: list[tuple[str, Callable[[], bool]]]) -
             super().terminate()
 
     manager = StackManager()
-    for process in procfile_processes(services):
+    for process in processes:
         manager.add_process(process.name, process.command, env=env, cwd=str(ROOT))
 
     def announce() -> None:
-        if wait_ready(services, READY_TIMEOUT, stopping):
+        if wait_ready(services + ([sandbox] if sandbox else []), READY_TIMEOUT, stopping):
             if not stopping.is_set():
-                print(banner(services, env, embedded_used), flush=True)
+                print(banner(services, env, embedded_used, sandbox, sandboxed), flush=True)
         elif not stopping.is_set():
             print(f"Not every service answered /readyz within {READY_TIMEOUT:.0f} s; "
                   "see the logs above.", flush=True)

@@ -1,6 +1,8 @@
 """A smoke test of a running stack (`make run`), as a user would try it: waits until every
 service answers /readyz, then, with the admin key, creates a tenant and a `crm` key, creates a
-contact, links an X handle to it and resolves the handle back to the contact.
+contact, links an X handle to it and resolves the handle back to the contact; with enrichment
+running, records the contact's profile_enrichment consent, requests an enrichment and waits for
+the job to complete through the bus and the worker, answered by the provider sandbox.
 
     LIAISON_ADMIN_KEY=... .venv/bin/python -m scripts.smoke [--timeout 90]
 
@@ -15,6 +17,7 @@ import os
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import requests
 
@@ -55,7 +58,7 @@ def expect(response: requests.Response, status: int, what: str) -> dict:
     return response.json() if "json" in response.headers.get("Content-Type", "") else {}
 
 
-def walkthrough(identity: str, admin_key: str) -> None:
+def walkthrough(identity: str, enrichment: str | None, admin_key: str) -> None:
     http = requests.Session()
     admin = {"Authorization": f"Bearer {admin_key}"}
     for path in ("/healthz", "/openapi.json", "/docs", "/metrics"):
@@ -80,6 +83,40 @@ def walkthrough(identity: str, admin_key: str) -> None:
     if resolved.get("contact_id") != contact["id"]:
         raise SmokeFailure(f"resolve answered contact {resolved.get('contact_id')}, expected {contact['id']}")
     print(f"  the handle resolves to contact {contact['id']}", flush=True)
+    if enrichment:
+        enrich(http, identity, enrichment, crm, contact["id"])
+
+
+def enrich(http: requests.Session, identity: str, enrichment: str, crm: dict[str, str], contact_id: str,
+           timeout: float = 60.0) -> None:
+    """Consent, then an enrichment job through the bus and the worker, answered by the sandbox."""
+    captured = datetime.now(UTC).isoformat()
+    expect(http.post(f"{identity}/v1/contacts/{contact_id}/consents", headers=crm, timeout=10, json={
+        "purpose": "profile_enrichment", "status": "granted", "legal_basis": "consent",
+        "source": {"system": "smoke", "form": "signup"}, "notice_version": "1", "captured_at": captured,
+    }), 201, "record profile_enrichment consent")
+    deadline = time.monotonic() + timeout
+    while True:  # the consent travels to enrichment over the bus
+        job = expect(http.post(f"{enrichment}/v1/enrichments", json={"contact_id": contact_id}, headers=crm,
+                               timeout=10), 202, "request an enrichment")
+        if job["status"] != "skipped":
+            break
+        if time.monotonic() > deadline:
+            raise SmokeFailure("enrichment never saw the consent")
+        time.sleep(0.5)
+    while job["status"] in ("queued", "running"):
+        if time.monotonic() > deadline:
+            raise SmokeFailure(f"the enrichment job is still {job['status']} after {timeout:.0f} s")
+        time.sleep(0.5)
+        job = http.get(f"{enrichment}/v1/enrichments/{job['id']}", headers=crm, timeout=10).json()
+    if job["status"] != "completed":
+        raise SmokeFailure(f"the enrichment job ended {job['status']}: {job}")
+    profile = expect(http.get(f"{enrichment}/v1/profiles/{contact_id}", headers=crm, timeout=10), 200,
+                     "read the enriched profile")
+    if profile["influence"]["followers"] is None or not profile["sources"]:
+        raise SmokeFailure(f"the profile was not enriched: {profile}")
+    print(f"  enriched from {[s['network'] for s in profile['sources']]}: "
+          f"{profile['influence']['followers']} followers, tier {profile['influence']['tier']}", flush=True)
 
 
 def main() -> int:
@@ -93,8 +130,8 @@ def main() -> int:
     services = _services()
     try:
         wait_ready(services, args.timeout)
-        identity = next(s.url for s in services if s.name == "identity")
-        walkthrough(identity, admin_key)
+        urls = {s.name: s.url for s in services}
+        walkthrough(urls["identity"], urls.get("enrichment"), admin_key)
     except (SmokeFailure, requests.RequestException, ValueError) as exc:
         print(f"SMOKE FAIL: {exc}", flush=True)
         return 1

@@ -298,6 +298,14 @@ def test_x_unknown_username_is_not_found_and_not_retried(api, clock):
     assert len(api.calls) == 1
 
 
+def test_a_handle_x_would_refuse_is_not_found_without_a_call(api, clock):
+    # X answers 400 to a username outside its pattern; a Facebook-style "jean.dupont" is no X user.
+    for handle in ("jean.dupont", "a_name_longer_than_15", "with space"):
+        with pytest.raises(NotFound, match="is not an X username"):
+            make(XAdapter, clock).fetch(x_subject(handle))
+    assert len(api.calls) == 0
+
+
 def test_fullcontact_404_is_no_match(api, clock):
     api.post(
         "https://api.fullcontact.com/v3/person.enrich", status=404, json={"status": 404, "message": "Profile not found"}

@@ -11,6 +11,7 @@ a 404: the answer is 200 with an `errors` array (`title` "Not Found Error", `typ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import quote
@@ -29,6 +30,8 @@ from services.enrichment.providers.http import (
 )
 
 USER_FIELDS = "public_metrics,description,location,created_at"
+# X usernames: letters, digits and '_', at most 15; X answers anything else with a 400.
+USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 
 
 class XAdapter(Adapter):
@@ -47,8 +50,8 @@ class XAdapter(Adapter):
     ) -> ProfileData:
         creds = self.credentials(credentials)
         username = subject.handles.get(self.network, "").lstrip("@")
-        if not username:
-            raise NotFound(self.network, "no X handle to look up")
+        if not USERNAME.match(username):
+            raise NotFound(self.network, f"{username!r} is not an X username")
         classify = default_classify(self.network)
 
         def classify_x(response: requests.Response) -> str | ProviderError:
