@@ -23,6 +23,7 @@ from shared.db import Database
 from shared.maintenance import expire_idempotency_keys
 from shared.migrate import migrate
 from shared.outbox import OutboxRelay
+from shared.ratelimit import PostgresRateLimiter
 from shared.settings import Settings
 from shared.worker import PeriodicTask, run_worker
 
@@ -44,9 +45,11 @@ def handlers() -> dict[str, Handler]:
 
 def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventConsumer]]:
     relay = OutboxRelay(db, Publisher.from_settings(settings), [SCHEMA], batch=settings.outbox_batch)
-    # The provider adapters are built once per process: their circuit breakers and rate limits
-    # must see every call the process makes.
-    all_handlers = {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(adapters(), db, settings.secret_key)}
+    # The provider adapters are built once per process: their circuit breakers must see every
+    # call the process makes. Their rate limits are shared with the other replicas through the
+    # database: a provider counts calls per credential, whichever process makes them.
+    providers = adapters(limiter=PostgresRateLimiter(db, SCHEMA))
+    all_handlers = {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(providers, db, settings.secret_key)}
     consumers = [EventConsumer.from_settings("enrichment", db, SCHEMA, all_handlers, settings)]
     return relay, consumers
 

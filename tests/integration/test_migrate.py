@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from shared.migrate import MigrationError, migrate
+from shared.migrate import PLUMBING_DIR, MigrationError, migrate
 
 
 def _schemas(settings, name):
@@ -38,7 +38,8 @@ def test_processes_starting_together_apply_each_migration_once(settings, tmp_pat
     assert len(applied) == 1  # one starter applied everything, the others found it done
     assert applied[0][-2:] == ["0001_things", "0002_more"]
     recorded = [r[0] for r in _schemas(settings, schema)]
-    assert sorted(recorded) == ["0001_things", "0002_more", "plumbing/0001_plumbing"]
+    plumbing = sorted(f"plumbing/{path.stem}" for path in PLUMBING_DIR.glob("*.sql"))
+    assert plumbing and sorted(recorded) == ["0001_things", "0002_more", *plumbing]
     assert migrate(settings.database_url, schema, tmp_path) == []
 
 

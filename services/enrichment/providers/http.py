@@ -8,10 +8,10 @@ Each call goes through, in order:
   process from waiting on a provider it cannot currently reach; sharing it would let one
   replica's bad network path stop the others.
 - a token-bucket rate limit per (provider, tenant), so one tenant's burst cannot spend the
-  request budget of another's credentials. The bucket sits behind the small `RateLimiter`
-  protocol; `LocalRateLimiter` keeps buckets in this process, which bounds each replica. A store
-  shared by the replicas (a Redis script doing the same arithmetic) can replace it without
-  touching the adapters.
+  request budget of another's credentials. The bucket sits behind the `RateLimiter` protocol
+  (shared.ratelimit): the worker shares its buckets with every replica through PostgreSQL
+  (`PostgresRateLimiter`), since a provider counts calls per credential whichever process
+  makes them; `LocalRateLimiter` keeps them in the process (tests, one-off scripts).
 - `requests` with a connect and a read timeout, retrying connection errors, timeouts and 5xx
   with exponential backoff and full jitter, and honouring 429 with `Retry-After` or the
   provider's reset header (X sends `x-rate-limit-reset`, epoch seconds). A wait longer than
@@ -32,12 +32,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Protocol
 
 import pycountry
 import requests
 
-from shared.settings import SettingsError
+from shared.ratelimit import LocalRateLimiter, RateLimiter
+from shared.settings import SettingsError, env_number
 
 # ---------------------------------------------------------------------------------------------
 # Errors: what the enrichment job records per provider. `code` is the value it reports.
@@ -118,19 +119,6 @@ def _utc(epoch: float) -> datetime:
 # Settings
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is out of range ({low}..{high})")
-    return value
-
-
 @dataclass(frozen=True)
 class ProviderConfig:
     """How to reach one provider. Built from the environment by `from_env`; the platform's
@@ -172,7 +160,7 @@ class ProviderConfig:
         base = cls(network=network, base_url=base_url, **defaults)
 
         def num(suffix: str, attr: str, low: float, high: float) -> float:
-            return _env_number(env, f"{prefix}_{suffix}", getattr(base, attr), low, high)
+            return env_number(env, f"{prefix}_{suffix}", getattr(base, attr), low, high, float)
 
         return cls(
             network=network,
@@ -308,39 +296,6 @@ class CircuitBreaker:
 
 # ---------------------------------------------------------------------------------------------
 # Rate limiting
-
-
-class Reservation(NamedTuple):
-    granted: bool
-    wait: float  # seconds to sleep before calling (granted), or until a token frees up (refused)
-
-
-class RateLimiter(Protocol):
-    def reserve(self, key: str, rate: float, burst: int, max_wait: float) -> Reservation:
-        """Take a token from `key`'s bucket, or refuse (taking nothing) when the wait for it
-        would exceed `max_wait`."""
-
-
-class LocalRateLimiter:
-    """Token buckets in this process. A granted reservation may leave the bucket in debt, so
-    callers arriving together are spaced 1/rate apart rather than all waking at once."""
-
-    def __init__(self, clock: Clock):
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
-
-    def reserve(self, key: str, rate: float, burst: int, max_wait: float) -> Reservation:
-        with self._lock:
-            now = self.clock.monotonic()
-            tokens, at = self._buckets.get(key, (float(burst), now))
-            tokens = min(float(burst), tokens + (now - at) * rate)
-            wait = max(0.0, (1.0 - tokens) / rate)
-            if wait > max_wait:
-                self._buckets[key] = (tokens, now)
-                return Reservation(False, wait)
-            self._buckets[key] = (tokens - 1.0, now)
-            return Reservation(True, wait)
 
 
 # ---------------------------------------------------------------------------------------------
