@@ -26,13 +26,17 @@ is `failed` when every provider that applied failed (anything but ok and not_fou
 otherwise, including when no provider applied (reason `no_sources`: nothing to look the contact up
 by yet).
 
-A job whose worker died while it ran stays `running`; requesting a new enrichment is the way on.
+A job whose worker died while it ran, or whose request event never reached a worker, is handed
+out again by `hand_out_abandoned_jobs` (the worker runs it every minute): after JOB_LEASE (10
+minutes, longer than a run's worst case of provider retries and rate-limit waits) without a sign
+of life it goes back to queued and its event is published again; a job abandoned MAX_ATTEMPTS (3)
+times ends `failed` with reason `worker_lost`, so a job that kills its worker cannot loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.enrichment import SCHEMA, SOURCE, credentials, profiles
@@ -51,6 +55,9 @@ PROFILE_UPDATED = "liaison.enrichment.profile.updated"
 
 NO_CONSENT = "no_consent"
 NO_SOURCES = "no_sources"
+WORKER_LOST = "worker_lost"
+JOB_LEASE = timedelta(minutes=10)
+MAX_ATTEMPTS = 3
 OK = "ok"
 # Answers that say something about the person (possibly that the provider does not know them).
 ANSWERED = frozenset({OK, "not_found"})
@@ -165,6 +172,19 @@ def run_job(db: Database, tenant_id: str, job_id: str, adapters: Mapping[str, Ad
                                            {"contact_id": contact_id, "changed": changed},
                                            subject=contact_id))
         return get(uow, tenant_id, job_id)
+
+
+def hand_out_abandoned_jobs(db: Database, now: Callable[[], datetime] = utcnow, lease: timedelta = JOB_LEASE,
+                            max_attempts: int = MAX_ATTEMPTS, batch: int = 1000) -> dict[str, int]:
+    """Queues again, and publishes again, the jobs with no sign of life for `lease`; fails those
+    abandoned `max_attempts` times already. Returns how many of each."""
+    moment = now()
+    with db.transaction() as uow:
+        failed = repo.fail_exhausted(uow, moment - lease, max_attempts, WORKER_LOST, moment)
+        stuck = repo.hand_out_abandoned(uow, moment - lease, max_attempts, moment, batch)
+        uow.publish_many(SCHEMA, [requested_event(str(j["tenant_id"]), str(j["id"]), str(j["contact_id"]))
+                                  for j in stuck])
+    return {"requeued": len(stuck), "failed": failed}
 
 
 def handle_job_requested(db: Database, adapters: Mapping[str, Adapter], secret_key: str,

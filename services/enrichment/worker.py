@@ -1,8 +1,8 @@
 """enrichment's background process: relays its outbox to the bus, consumes identity's events
 into its projections (consents, handles), withdrawing data when consent goes and erasing it when
 asked (services.enrichment.projections), runs the enrichment jobs (services.enrichment.jobs), and
-every minute deletes what lapsed consents covered and queues the re-enrichment of stale profiles
-(services.enrichment.freshness).
+every minute deletes what lapsed consents covered, queues the re-enrichment of stale profiles
+(services.enrichment.freshness) and hands out again the jobs a dead worker abandoned.
 
     python -m services.enrichment.worker
 """
@@ -66,6 +66,7 @@ def main() -> None:
             PeriodicTask("idempotency key expiry", 600.0, partial(expire_idempotency_keys, db, SCHEMA)),
             PeriodicTask("lapsed consent sweep", 60.0, partial(projections.sweep_lapsed_consents, db)),
             PeriodicTask("freshness scheduler", 60.0, partial(queue_stale_profiles, db, freshness)),
+            PeriodicTask("abandoned job hand-out", 60.0, partial(jobs.hand_out_abandoned_jobs, db)),
         ])
     finally:
         db.close()

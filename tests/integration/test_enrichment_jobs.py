@@ -386,3 +386,41 @@ def test_the_freshness_scheduler_enriches_stale_profiles_again(identity, enrichm
     # Fresh again: the next run queues nothing more for this tenant.
     queue_stale_profiles(bus.db, policy)
     assert len(scheduled()) == 1
+
+
+def test_a_job_abandoned_by_a_dead_worker_is_handed_out_again_then_given_up(identity, enrichment, tenant, bus,
+                                                                             api, sql):
+    api.get(X_URL + "orphan_one", json=X_USER)
+    contact_id = consenting_contact(identity, tenant, bus, "orphan1", {"x": "orphan_one"})
+    lost = request_enrichment(enrichment, tenant, contact_id)["id"]
+    crashed = request_enrichment(enrichment, tenant, contact_id)["id"]
+    hopeless = request_enrichment(enrichment, tenant, contact_id)["id"]
+    # `lost`'s event never reached a worker; a worker died running `crashed` (the redelivered event
+    # found it running and was dropped); `hopeless` has killed its worker three times already.
+    sql.execute("DELETE FROM enrichment.outbox WHERE tenant_id = %s AND routing_key = %s",
+                (tenant.id, jobs.JOB_REQUESTED))
+    sql.execute("UPDATE enrichment.enrichment_jobs SET created_at = created_at - interval '1 hour'"
+                " WHERE tenant_id = %s AND contact_id = %s", (tenant.id, contact_id))
+    sql.execute("UPDATE enrichment.enrichment_jobs SET status = 'running', started_at = now() - interval '11 minutes'"
+                " WHERE tenant_id = %s AND id = ANY(%s::uuid[])", (tenant.id, [crashed, hopeless]))
+    sql.execute("UPDATE enrichment.enrichment_jobs SET attempts = 3 WHERE tenant_id = %s AND id = %s",
+                (tenant.id, hopeless))
+    outcome = jobs.hand_out_abandoned_jobs(bus.db)
+    assert outcome["requeued"] >= 2 and outcome["failed"] >= 1
+    bus.sync()
+    assert job(enrichment, tenant, lost)["status"] == "completed"
+    assert job(enrichment, tenant, crashed)["status"] == "completed"
+    given_up = job(enrichment, tenant, hopeless)
+    assert (given_up["status"], given_up["reason"]) == ("failed", "worker_lost")
+    attempts = {str(r["id"]): r["attempts"] for r in sql.execute(
+        "SELECT id, attempts FROM enrichment.enrichment_jobs WHERE tenant_id = %s AND contact_id = %s",
+        (tenant.id, contact_id)).fetchall()}
+    assert attempts == {lost: 1, crashed: 1, hopeless: 3}
+    # Finished jobs, and jobs within their lease, are never handed out.
+    running = request_enrichment(enrichment, tenant, contact_id)["id"]
+    sql.execute("UPDATE enrichment.enrichment_jobs SET status = 'running', started_at = now() - interval '1 minute'"
+                " WHERE tenant_id = %s AND id = %s", (tenant.id, running))
+    jobs.hand_out_abandoned_jobs(bus.db)
+    assert sql.execute("SELECT attempts FROM enrichment.enrichment_jobs WHERE tenant_id = %s AND id = %s",
+                       (tenant.id, running)).fetchone()["attempts"] == 0
+    assert job(enrichment, tenant, lost)["status"] == "completed"

@@ -99,3 +99,34 @@ def insert_queued(uow: UnitOfWork, jobs: list[tuple[str, str, str]], requested_b
         " AS j(tenant_id, id, contact_id)",
         (requested_by, now, [t for t, _, _ in jobs], [j for _, j, _ in jobs], [c for _, _, c in jobs]),
     )
+
+
+# -- abandoned jobs ----------------------------------------------------------------------------
+# A job's last sign of life is greatest(created_at, handed_out_at, started_at): greatest() skips nulls.
+
+
+def hand_out_abandoned(uow: UnitOfWork, idle_since: datetime, max_attempts: int, now: datetime,
+                       limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` jobs queued or running with no sign of life since `idle_since` go back to
+    queued (attempts + 1); returns their (tenant_id, id, contact_id). SKIP LOCKED: a job being
+    finished right now is left to its worker."""
+    return uow.execute(
+        "UPDATE enrichment.enrichment_jobs j SET status = 'queued', started_at = NULL,"
+        " handed_out_at = %(now)s, attempts = j.attempts + 1"
+        " FROM (SELECT tenant_id, id FROM enrichment.enrichment_jobs"
+        "  WHERE status IN ('queued', 'running') AND greatest(created_at, handed_out_at, started_at) < %(idle)s"
+        "  AND attempts < %(max)s ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) stuck"
+        " WHERE j.tenant_id = stuck.tenant_id AND j.id = stuck.id"
+        " RETURNING j.tenant_id, j.id, j.contact_id",
+        {"now": now, "idle": idle_since, "max": max_attempts, "limit": limit},
+    ).fetchall()
+
+
+def fail_exhausted(uow: UnitOfWork, idle_since: datetime, max_attempts: int, reason: str, now: datetime) -> int:
+    """Jobs stuck again after `max_attempts` hand-outs end failed with `reason`."""
+    return uow.execute(
+        "UPDATE enrichment.enrichment_jobs SET status = 'failed', reason = %s, finished_at = %s"
+        " WHERE status IN ('queued', 'running') AND greatest(created_at, handed_out_at, started_at) < %s"
+        " AND attempts >= %s",
+        (reason, now, idle_since, max_attempts),
+    ).rowcount
