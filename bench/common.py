@@ -432,9 +432,12 @@ def bulk_bodies(start: int, count: int, batch: int, system: str = "salesforce") 
     return bodies
 
 
-def send_batches(server: Server, key: str, bodies: list[bytes], streams: int,
-                 max_seconds: float | None = None) -> BatchRun:
-    """POSTs the bodies to /v1/contacts/bulk over `streams` keep-alive connections at once."""
+def post_batches(server: Server, key: str, path: str, bodies: list[bytes], streams: int,
+                 expected_status: int = 200, max_seconds: float | None = None,
+                 ) -> tuple[float, list[tuple[float, dict[str, Any]]]]:
+    """POSTs the JSON bodies to `path` over `streams` keep-alive connections at once; returns the
+    seconds it took and (seconds, answer) per batch sent. A status other than `expected_status`
+    stops every stream and raises BenchError."""
     import http.client
     import threading
 
@@ -455,11 +458,11 @@ def send_batches(server: Server, key: str, bodies: list[bytes], streams: int,
                     break
                 index = queue.pop()
             t0 = time.perf_counter()
-            connection.request("POST", "/v1/contacts/bulk", body=bodies[index], headers=headers)
+            connection.request("POST", path, body=bodies[index], headers=headers)
             response = connection.getresponse()
             payload = response.read()
             elapsed = time.perf_counter() - t0
-            if response.status != 200:
+            if response.status != expected_status:
                 failures.append(f"batch {index}: {response.status} {payload[:300]!r}")
                 stop.set()
                 break
@@ -469,14 +472,21 @@ def send_batches(server: Server, key: str, bodies: list[bytes], streams: int,
                 stop.set()
         connection.close()
 
-    threads = [threading.Thread(target=stream, name=f"bulk-{i}") for i in range(streams)]
+    threads = [threading.Thread(target=stream, name=f"batches-{i}") for i in range(streams)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - started
     if failures:
-        raise BenchError("bulk import failed: " + "; ".join(failures))
+        raise BenchError(f"POST {path} failed: " + "; ".join(failures))
+    return seconds, results
+
+
+def send_batches(server: Server, key: str, bodies: list[bytes], streams: int,
+                 max_seconds: float | None = None) -> BatchRun:
+    """POSTs the bodies to /v1/contacts/bulk over `streams` keep-alive connections at once."""
+    seconds, results = post_batches(server, key, "/v1/contacts/bulk", bodies, streams, max_seconds=max_seconds)
     created = sum(r["created"] for _, r in results)
     updated = sum(r["updated"] for _, r in results)
     errors = sum(len(r["errors"]) for _, r in results)
