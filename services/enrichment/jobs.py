@@ -39,8 +39,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.enrichment import SCHEMA, SOURCE, credentials, profiles
-from services.enrichment.projections import PROFILE_ENRICHMENT, allowed
+from services.enrichment import PROFILE_ENRICHMENT, SCHEMA, SOURCE, credentials, profiles
+from services.enrichment.projections import allowed
 from services.enrichment.providers.http import Adapter, ProfileData, ProviderError, Subject
 from services.enrichment.repository import jobs as repo
 from services.enrichment.repository import projections as projections_repo
@@ -51,7 +51,7 @@ from shared.events import CloudEvent, rfc3339, utcnow
 from shared.ids import new_id
 
 JOB_REQUESTED = "liaison.enrichment.job.requested"
-PROFILE_UPDATED = "liaison.enrichment.profile.updated"
+PROFILE_UPDATED = profiles.PROFILE_UPDATED
 
 NO_CONSENT = "no_consent"
 NO_SOURCES = "no_sources"
@@ -167,10 +167,7 @@ def run_job(db: Database, tenant_id: str, job_id: str, adapters: Mapping[str, Ad
             status, reason = "completed", None
         changed = profiles.save(uow, tenant_id, contact_id, results, now())
         repo.finish(uow, tenant_id, job_id, status, reason, answers, now())
-        if changed:
-            uow.publish(SCHEMA, CloudEvent(PROFILE_UPDATED, SOURCE, tenant_id,
-                                           {"contact_id": contact_id, "changed": changed},
-                                           subject=contact_id))
+        profiles.publish_snapshot(uow, tenant_id, contact_id, changed, now())
         return get(uow, tenant_id, job_id)
 
 

@@ -13,7 +13,14 @@ Stored (enrichment.profiles), every value with where it came from:
   is computed when read, so a network fetched again replaces only its own figures.
 - sources: [{"network", "fetched_at"}], the latest fetch of each network.
 
-The view adds engagement, computed from the feed's mentions (zeros without mentions), and the
+Every change to a profile publishes `liaison.enrichment.profile.updated` (`updated_event`), so
+campaigns keeps its audience current from events alone: `changed` names the fields, `profile`
+carries the new value of each section that changed (`demographics`, `influence`, `engagement`,
+`geolocation`), a section set to null was deleted (consent withdrawn or lapsed: `reason` says
+which), and `at` orders changes to the same contact.
+
+The view adds engagement, computed from the feed's mentions (zeros without mentions, or without
+`profile_enrichment` consent: engagement describes the person), and the
 last check-in the feed keeps. `provenance` maps each field ("demographics.city",
 "influence.followers", "engagement.sentiment", "geolocation.last_checkin", ...) to the list of
 sources it came from, [{"network", "fetched_at"}]: one for a demographic field, one per network
@@ -25,13 +32,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from services.enrichment import PROFILE_ENRICHMENT, SCHEMA, SOURCE
 from services.enrichment.influence import NetworkFigures, combine_networks
 from services.enrichment.providers.http import ProfileData
 from services.enrichment.repository import profiles as repo
 from services.enrichment.repository import projections as projections_repo
 from services.enrichment.sentiment import summarize
 from shared.db import UnitOfWork
-from shared.events import rfc3339
+from shared.events import CloudEvent, rfc3339, utcnow
 
 DEMOGRAPHICS = ("age", "city", "country", "profession", "interests")
 INFLUENCE = ("followers", "following", "posts_per_month", "engagement_rate", "score", "tier")
@@ -39,6 +47,36 @@ ENGAGEMENT = ("mentions", "positive", "neutral", "negative", "sentiment", "satis
 VENDOR_FIELDS = frozenset({"age", "profession", "interests"})
 VENDORS = frozenset({"fullcontact"})
 DAYS_PER_MONTH = 30.44
+PROFILE_UPDATED = "liaison.enrichment.profile.updated"
+SECTIONS = ("demographics", "influence", "engagement", "geolocation")
+# Why a section went: the consent it was gathered under is no longer there.
+CONSENT_WITHDRAWN, CONSENT_EXPIRED = "consent_withdrawn", "consent_expired"
+
+
+def updated_event(tenant_id: str, contact_id: str, changed: list[str], sections: dict[str, Any],
+                  at: datetime, reason: str | None = None) -> CloudEvent:
+    """`profile.updated`: the fields that changed and the new value of their sections."""
+    data: dict[str, Any] = {"contact_id": contact_id, "changed": changed, "profile": sections, "at": rfc3339(at)}
+    if reason:
+        data["reason"] = reason
+    return CloudEvent(PROFILE_UPDATED, SOURCE, tenant_id, data, subject=contact_id)
+
+
+def deleted_sections(sections: tuple[str, ...], reason: str) -> tuple[list[str], dict[str, Any]]:
+    """`changed` and `profile` of the event for sections deleted (null) for `reason`."""
+    fields = {"demographics": DEMOGRAPHICS, "influence": INFLUENCE, "engagement": ENGAGEMENT,
+              "geolocation": ("last_checkin",)}
+    return [f"{s}.{f}" for s in sections for f in fields[s]], dict.fromkeys(sections)
+
+
+def publish_snapshot(uow: UnitOfWork, tenant_id: str, contact_id: str, changed: list[str], at: datetime) -> None:
+    """Publishes the sections of the contact's profile that `changed` touches, as they are now."""
+    current = view(uow, tenant_id, contact_id)
+    if current is None or not changed:
+        return
+    touched = {name.split(".", 1)[0] for name in changed}
+    uow.publish(SCHEMA, updated_event(tenant_id, contact_id, changed,
+                                      {s: current[s] for s in SECTIONS if s in touched}, at))
 
 
 def _demographic_values(data: ProfileData) -> dict[str, Any]:
@@ -164,7 +202,9 @@ def view(uow: UnitOfWork, tenant_id: str, contact_id: str) -> dict[str, Any] | N
         used = [_source(n, f["fetched_at"]) for n, f in sorted(networks.items()) if f.get(basis) is not None]
         provenance[f"influence.{name}"] = used if influence[name] is not None else []
 
-    mentions = repo.mention_scores(uow, tenant_id, contact_id)
+    # Engagement describes the person: shown only while they allow profile_enrichment.
+    consented = projections_repo.is_allowed(uow, tenant_id, contact_id, PROFILE_ENRICHMENT, utcnow())
+    mentions = repo.mention_scores(uow, tenant_id, contact_id) if consented else []
     summary = summarize(float(m["sentiment"]) if m["sentiment"] is not None else 0.0 for m in mentions)
     engagement = {k: getattr(summary, k) for k in ENGAGEMENT}
     latest: dict[str, datetime] = {}

@@ -5,10 +5,10 @@ repeat changes nothing).
 
 - consent.recorded: the contact's state for the purpose after the record (`current`), unless the
   stored state comes from a later record. When it leaves `profile_enrichment` not allowed
-  (withdrawn or expired), the profile gathered under it is deleted (the whole row: demographics,
-  influence, engagement and sources all come from enrichment's providers, and a new grant lets a
-  new enrichment gather them again); when it leaves `geolocation` not allowed, the contact's
-  check-ins are deleted and the profile's last check-in cleared (CONTRACT section 3).
+  (withdrawn or expired), what was gathered under it is deleted: demographics, influence,
+  engagement and sources (a new grant lets a new enrichment gather them again); when it leaves
+  `geolocation` not allowed, the contact's check-ins are deleted and the profile's last check-in
+  cleared (CONTRACT section 3). Either publishes `profile.updated` with the sections set to null.
 - handle.linked / handle.unlinked: the handle → contact table the feed resolves handles with; a
   link carries a prospect's history (events seen under the handle) over to the contact.
 - contact.merged: the duplicate's handles, consents, events and profile become the survivor's;
@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.enrichment import SCHEMA, SOURCE
+from services.enrichment import GEOLOCATION, PROFILE_ENRICHMENT, SCHEMA, SOURCE, profiles
 from services.enrichment.repository import projections as repo
 from shared.db import Database, UnitOfWork
 from shared.events import CloudEvent, rfc3339, utcnow
@@ -41,8 +41,6 @@ AUDIT_RECORDED = "liaison.enrichment.audit.recorded"
 
 SWEEP_BATCH = 1000
 
-PROFILE_ENRICHMENT = "profile_enrichment"
-GEOLOCATION = "geolocation"
 ACTOR = "service:enrichment"
 
 
@@ -78,9 +76,26 @@ def enforce_consent(uow: UnitOfWork, tenant_id: str, contact_id: str, purpose: s
     """Deletes the data gathered under `purpose` when the contact no longer allows it."""
     if purpose not in (PROFILE_ENRICHMENT, GEOLOCATION) or allowed(uow, tenant_id, contact_id, purpose, now):
         return {}
+    return delete_gathered(uow, purpose, [(tenant_id, contact_id)], profiles.CONSENT_WITHDRAWN, now or utcnow())
+
+
+def delete_gathered(uow: UnitOfWork, purpose: str, contacts: list[tuple[str, str]], reason: str,
+                    now: datetime) -> dict[str, int]:
+    """Deletes what was gathered under `purpose` about these (tenant id, contact id) pairs, and
+    publishes `profile.updated` (the sections set to null, with `reason`) for each that lost any:
+    for profile_enrichment, demographics, influence and engagement; for geolocation, the
+    check-ins and the last check-in."""
     if purpose == PROFILE_ENRICHMENT:
-        return {"profiles": repo.delete_profile(uow, tenant_id, contact_id)}
-    return {"checkins": repo.delete_checkins(uow, tenant_id, contact_id)}
+        touched = repo.clear_gathered_profiles(uow, contacts)
+        counts = {"profiles": len(touched)}
+        changed, sections = profiles.deleted_sections(("demographics", "influence", "engagement"), reason)
+    else:
+        deleted, touched = repo.clear_checkins(uow, contacts)
+        counts = {"checkins": deleted}
+        changed, sections = profiles.deleted_sections(("geolocation",), reason)
+    uow.publish_many(SCHEMA, [profiles.updated_event(str(t["tenant_id"]), str(t["contact_id"]), changed, sections,
+                                                     now, reason) for t in touched])
+    return counts
 
 
 def sweep_lapsed_consents(db: Database, now: Callable[[], datetime] = utcnow,
@@ -93,16 +108,18 @@ def sweep_lapsed_consents(db: Database, now: Callable[[], datetime] = utcnow,
     totals = {"consents": 0, "profiles": 0, "checkins": 0}
     while True:
         with db.transaction() as uow:
-            lapsed = repo.expire_lapsed_grants(uow, now(), batch)
+            moment = now()
+            lapsed = repo.expire_lapsed_grants(uow, moment, batch)
             by_purpose: dict[str, list[tuple[str, str]]] = {PROFILE_ENRICHMENT: [], GEOLOCATION: []}
             for row in lapsed:
                 if row["purpose"] in by_purpose:
                     by_purpose[row["purpose"]].append((str(row["tenant_id"]), str(row["contact_id"])))
             totals["consents"] += len(lapsed)
-            if by_purpose[PROFILE_ENRICHMENT]:
-                totals["profiles"] += repo.delete_profiles_of(uow, by_purpose[PROFILE_ENRICHMENT])
-            if by_purpose[GEOLOCATION]:
-                totals["checkins"] += repo.delete_checkins_of(uow, by_purpose[GEOLOCATION])
+            for purpose, contacts in by_purpose.items():
+                if contacts:
+                    for kind, count in delete_gathered(uow, purpose, contacts, profiles.CONSENT_EXPIRED,
+                                                       moment).items():
+                        totals[kind] += count
         if len(lapsed) < batch:
             return totals
 

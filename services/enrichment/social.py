@@ -11,7 +11,8 @@ Rules:
   always stored: it was addressed to the brand, so it is the brand's own interaction record. The
   profile's `engagement` block, which describes the person, is kept only while the contact allows
   `profile_enrichment`. A negative mention from a known contact also publishes
-  `social.mention.negative` for the CRM's service team.
+  `social.mention.negative` for the CRM's service team. A change to a contact's engagement or
+  last check-in also publishes `profile.updated` with the new values.
 - checkin: where a person was is stored only with the contact's `geolocation` consent; a prospect
   cannot have consented, so a prospect's check-in is never stored. A check-in not stored is
   counted as `skipped` and nothing about it is published. A stored one updates the profile's
@@ -26,9 +27,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from services.enrichment import SCHEMA, SOURCE, projections, sentiment
+from services.enrichment import GEOLOCATION, PROFILE_ENRICHMENT, SCHEMA, SOURCE, profiles, projections, sentiment
 from services.enrichment.influence import compute_influence
-from services.enrichment.projections import GEOLOCATION, PROFILE_ENRICHMENT
 from services.enrichment.repository import social as repo
 from shared.db import UnitOfWork
 from shared.events import CloudEvent, rfc3339, utcnow
@@ -89,9 +89,13 @@ def ingest(uow: UnitOfWork, tenant_id: str, events: list[dict[str, Any]],
     repo.add_to_prospects(uow, tenant_id, _prospect_tallies(events, rows))
     if mentioned:
         refresh_engagement(uow, tenant_id, sorted(mentioned), now)
-    repo.save_last_checkins(uow, tenant_id, {
-        contact_id: {k: v for k, v in checkin.items() if k != "_at"} for contact_id, checkin in last_checkins.items()
-    })
+    latest = {contact_id: {k: v for k, v in checkin.items() if k != "_at"}
+              for contact_id, checkin in last_checkins.items()}
+    for contact_id in repo.save_last_checkins(uow, tenant_id, latest):
+        published.append(profiles.updated_event(
+            tenant_id, contact_id, ["geolocation.last_checkin"],
+            {"geolocation": {"last_checkin": {k: latest[contact_id][k] for k in ("place", "lat", "lon", "at")}}},
+            now))
     uow.publish_many(SCHEMA, published)
     return {
         "accepted": len(rows),
@@ -125,6 +129,10 @@ def refresh_engagement(uow: UnitOfWork, tenant_id: str, contact_ids: Iterable[st
             "updated_at": rfc3339(now or utcnow()),
         }
     repo.save_engagement(uow, tenant_id, engagement)
+    uow.publish_many(SCHEMA, [
+        profiles.updated_event(tenant_id, contact_id, [f"engagement.{k}" for k in profiles.ENGAGEMENT],
+                               {"engagement": {k: block[k] for k in profiles.ENGAGEMENT}}, now or utcnow())
+        for contact_id, block in engagement.items()])
 
 
 def prospects(uow: UnitOfWork, tenant_id: str, limit: int,
@@ -248,6 +256,11 @@ def on_handle_linked(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 
 
 def on_contact_merged(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
-    """The duplicate's mentions are the survivor's now: recount the survivor's engagement."""
+    """The duplicate's mentions are the survivor's now: recount the survivor's engagement; its
+    profile may have come over too, so publish the rest of it as it now is."""
     projections.on_contact_merged(uow, envelope)
-    refresh_engagement(uow, envelope["tenantid"], [envelope["data"]["contact_id"]])
+    tenant_id, survivor = envelope["tenantid"], envelope["data"]["contact_id"]
+    refresh_engagement(uow, tenant_id, [survivor])
+    profiles.publish_snapshot(uow, tenant_id, survivor, [
+        *(f"demographics.{k}" for k in profiles.DEMOGRAPHICS), *(f"influence.{k}" for k in profiles.INFLUENCE),
+        "geolocation.last_checkin"], utcnow())

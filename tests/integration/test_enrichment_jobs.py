@@ -220,6 +220,8 @@ def test_a_job_with_consent_fills_the_profile_with_provenance(identity, enrichme
     assert updated["tenantid"] == tenant.id
     assert {"influence.followers", "influence.tier", "influence.score", "demographics.city"} <= set(
         updated["data"]["changed"])
+    # The new values travel with the event, so campaigns need not ask for them.
+    assert updated["data"]["profile"] == {"demographics": body["demographics"], "influence": body["influence"]}
 
     # The same figures again change nothing, so nothing is published.
     request_enrichment(enrichment, tenant, contact_id)

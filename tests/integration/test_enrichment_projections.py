@@ -256,9 +256,13 @@ def test_withdrawing_consent_deletes_the_data_gathered_under_it(
     theirs = {add_event(sql, other_tenant.id, "checkin", "instagram", "w1", contact_id, "Gare")}
     assert events_left(sql, tenant.id) == {*checkins, mention}
 
+    bus.published()
     record(identity, tenant, contact_id, consent("geolocation", "withdrawn"))
     bus.sync()
     assert events_left(sql, tenant.id) == {mention}  # the check-ins went, the mention stays
+    [cleared] = [e["data"] for e in bus.published() if e["type"] == "liaison.enrichment.profile.updated"]
+    assert cleared["contact_id"] == contact_id and cleared["reason"] == "consent_withdrawn"
+    assert cleared["profile"] == {"geolocation": None} and cleared["changed"] == ["geolocation.last_checkin"]
     profile = sql.execute("SELECT demographics, last_checkin FROM enrichment.profiles"
                           " WHERE tenant_id = %s AND contact_id = %s", (tenant.id, contact_id)).fetchone()
     assert profile == {"demographics": {"city": "Lyon"}, "last_checkin": None}
@@ -267,6 +271,9 @@ def test_withdrawing_consent_deletes_the_data_gathered_under_it(
     bus.sync()
     assert sql.execute("SELECT count(*) AS n FROM enrichment.profiles WHERE tenant_id = %s",
                        (tenant.id,)).fetchone()["n"] == 0
+    [cleared] = [e["data"] for e in bus.published() if e["type"] == "liaison.enrichment.profile.updated"]
+    assert cleared["profile"] == {"demographics": None, "influence": None, "engagement": None}
+    assert cleared["reason"] == "consent_withdrawn" and "influence.tier" in cleared["changed"]
     assert events_left(sql, tenant.id) == {mention}
 
     # A grant again lets new data in; the old is gone for good.
@@ -382,6 +389,13 @@ def test_a_consent_that_lapses_without_an_event_deletes_what_it_covered(identity
         return profiles, checkins, {s["status"] for s in stored_consents(sql, owner.id, who).values()}
 
     assert left(tenant, lapsing) == (0, 0, {"expired"})
+    lapsed = [r["envelope"]["data"] for r in sql.execute(
+        "SELECT envelope FROM enrichment.outbox WHERE tenant_id = %s AND routing_key = %s ORDER BY id",
+        (tenant.id, "liaison.enrichment.profile.updated")).fetchall()]
+    assert {e["contact_id"] for e in lapsed} == {lapsing}  # `staying` lost nothing
+    assert {e["reason"] for e in lapsed} == {"consent_expired"}
+    assert {k: v for e in lapsed for k, v in e["profile"].items()} == dict.fromkeys(
+        ("demographics", "influence", "engagement", "geolocation"))
     assert left(other_tenant, theirs) == (0, 0, {"expired"})
     assert left(tenant, staying) == (1, 1, {"granted"})
     assert kept <= events_left(sql, tenant.id) | events_left(sql, other_tenant.id)  # mentions are the brand's

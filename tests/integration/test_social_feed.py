@@ -119,10 +119,16 @@ def test_checkins_are_kept_only_with_geolocation_consent(enrichment, identity, t
     published = outbox(sql, tenant.id, "liaison.enrichment.social.checkin")
     assert [(e["contact_id"], e["place"]["name"]) for e in published] == [
         (located, "Café des Arts"), (located, "Parc de la Tête d'Or")]
+    # Campaigns learns the new last check-in from the profile event, values included.
+    [moved] = outbox(sql, tenant.id, "liaison.enrichment.profile.updated")
+    assert moved["contact_id"] == located and moved["changed"] == ["geolocation.last_checkin"]
+    assert moved["profile"] == {"geolocation": {"last_checkin": {
+        "place": "Parc de la Tête d'Or", "lat": 45.764, "lon": 4.8357, "at": last["at"]}}}
 
     # An older check-in sent later is stored but does not replace the latest one.
     assert post(enrichment, tenant, [checkin("ana.lyon", "Musée", minutes_ago=60)]).json["accepted"] == 1
     assert profile(sql, tenant.id, located)["last_checkin"]["place"] == "Parc de la Tête d'Or"
+    assert len(outbox(sql, tenant.id, "liaison.enrichment.profile.updated")) == 1  # nothing changed
 
     # Withdrawing geolocation: the next check-ins are skipped (and the projection deleted the old).
     record(identity, tenant, located, consent("geolocation", "withdrawn"))
@@ -162,6 +168,10 @@ def test_mentions_are_scored_and_kept_in_the_engagement_with_profile_consent(
     assert engagement["satisfaction"] == pytest.approx(100 * (2 + 2) / (3 + 4), abs=0.1)
     # The brand keeps the mention addressed to it, but no engagement profile without consent.
     assert profile(sql, tenant.id, private) is None
+    [updated] = outbox(sql, tenant.id, "liaison.enrichment.profile.updated")
+    assert updated["contact_id"] == fan and "engagement.satisfaction" in updated["changed"]
+    assert updated["profile"] == {"engagement": {k: engagement[k] for k in (
+        "mentions", "positive", "neutral", "negative", "sentiment", "satisfaction")}}
 
     published = outbox(sql, tenant.id, "liaison.enrichment.social.mention")
     assert [(e["contact_id"], e["label"], e["brand_account"]) for e in published] == [

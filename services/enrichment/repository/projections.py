@@ -91,31 +91,54 @@ def expire_lapsed_grants(uow: UnitOfWork, now: datetime, limit: int) -> list[dic
     ).fetchall()
 
 
-def delete_profiles_of(uow: UnitOfWork, contacts: list[tuple[str, str]]) -> int:
-    """Deletes the profiles of these (tenant id, contact id) pairs, whatever the tenant."""
-    return uow.execute(
-        "DELETE FROM enrichment.profiles p USING unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
-        " WHERE p.tenant_id = gone.tenant_id AND p.contact_id = gone.contact_id",
+def clear_gathered_profiles(uow: UnitOfWork, contacts: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Clears what the providers and the feed's mentions said about these (tenant id, contact id)
+    pairs (demographics, influence, engagement, sources); the last check-in, which geolocation
+    consent covers, stays. Returns the pairs that had something to clear."""
+    rows = uow.execute(
+        "UPDATE enrichment.profiles p SET demographics = NULL, influence = NULL, engagement = NULL,"
+        " sources = '[]', enriched_at = NULL, updated_at = now()"
+        " FROM unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
+        " WHERE p.tenant_id = gone.tenant_id AND p.contact_id = gone.contact_id"
+        " AND (p.demographics IS NOT NULL OR p.influence IS NOT NULL OR p.engagement IS NOT NULL"
+        "  OR p.sources <> '[]')"
+        " RETURNING p.tenant_id, p.contact_id",
         ([t for t, _ in contacts], [c for _, c in contacts]),
-    ).rowcount
+    ).fetchall()
+    _drop_empty_profiles(uow, contacts)
+    return rows
 
 
-def delete_checkins_of(uow: UnitOfWork, contacts: list[tuple[str, str]]) -> int:
+def clear_checkins(uow: UnitOfWork, contacts: list[tuple[str, str]]) -> tuple[int, list[dict[str, Any]]]:
     """Deletes the check-ins of these (tenant id, contact id) pairs and clears their profiles'
-    last check-in."""
+    last check-in. Returns how many check-ins went, and the pairs that lost any."""
     params = ([t for t, _ in contacts], [c for _, c in contacts])
     deleted = uow.execute(
         "DELETE FROM enrichment.social_events e USING unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
-        " WHERE e.tenant_id = gone.tenant_id AND e.contact_id = gone.contact_id AND e.type = 'checkin'",
+        " WHERE e.tenant_id = gone.tenant_id AND e.contact_id = gone.contact_id AND e.type = 'checkin'"
+        " RETURNING e.tenant_id, e.contact_id",
         params,
-    ).rowcount
-    uow.execute(
+    ).fetchall()
+    cleared = uow.execute(
         "UPDATE enrichment.profiles p SET last_checkin = NULL, updated_at = now()"
         " FROM unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
-        " WHERE p.tenant_id = gone.tenant_id AND p.contact_id = gone.contact_id AND p.last_checkin IS NOT NULL",
+        " WHERE p.tenant_id = gone.tenant_id AND p.contact_id = gone.contact_id AND p.last_checkin IS NOT NULL"
+        " RETURNING p.tenant_id, p.contact_id",
         params,
+    ).fetchall()
+    _drop_empty_profiles(uow, contacts)
+    touched = {(str(r["tenant_id"]), str(r["contact_id"])) for r in [*deleted, *cleared]}
+    return len(deleted), [{"tenant_id": t, "contact_id": c} for t, c in sorted(touched)]
+
+
+def _drop_empty_profiles(uow: UnitOfWork, contacts: list[tuple[str, str]]) -> None:
+    """A profile row with nothing left in it goes."""
+    uow.execute(
+        "DELETE FROM enrichment.profiles p USING unnest(%s::uuid[], %s::uuid[]) AS gone(tenant_id, contact_id)"
+        " WHERE p.tenant_id = gone.tenant_id AND p.contact_id = gone.contact_id AND p.demographics IS NULL"
+        " AND p.influence IS NULL AND p.engagement IS NULL AND p.last_checkin IS NULL AND p.sources = '[]'",
+        ([t for t, _ in contacts], [c for _, c in contacts]),
     )
-    return deleted
 
 
 # -- handles -----------------------------------------------------------------------------------
@@ -197,26 +220,6 @@ def move_profile_unless_present(uow: UnitOfWork, tenant_id: str, from_id: str, t
         "DELETE FROM enrichment.profiles WHERE tenant_id = %s AND contact_id = %s",
         (tenant_id, from_id),
     )
-
-
-def delete_profile(uow: UnitOfWork, tenant_id: str, contact_id: str) -> int:
-    return uow.execute(
-        "DELETE FROM enrichment.profiles WHERE tenant_id = %s AND contact_id = %s",
-        (tenant_id, contact_id),
-    ).rowcount
-
-
-def delete_checkins(uow: UnitOfWork, tenant_id: str, contact_id: str) -> int:
-    deleted = uow.execute(
-        "DELETE FROM enrichment.social_events WHERE tenant_id = %s AND contact_id = %s AND type = 'checkin'",
-        (tenant_id, contact_id),
-    ).rowcount
-    uow.execute(
-        "UPDATE enrichment.profiles SET last_checkin = NULL, updated_at = now()"
-        " WHERE tenant_id = %s AND contact_id = %s AND last_checkin IS NOT NULL",
-        (tenant_id, contact_id),
-    )
-    return deleted
 
 
 def profile(uow: UnitOfWork, tenant_id: str, contact_id: str) -> dict[str, Any] | None:

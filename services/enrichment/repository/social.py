@@ -92,19 +92,22 @@ def save_engagement(uow: UnitOfWork, tenant_id: str, engagement: dict[str, dict[
     )
 
 
-def save_last_checkins(uow: UnitOfWork, tenant_id: str, checkins: dict[str, dict[str, Any]]) -> None:
-    """contact id → {place, lat, lon, at}: kept unless the profile holds a later check-in."""
+def save_last_checkins(uow: UnitOfWork, tenant_id: str, checkins: dict[str, dict[str, Any]]) -> list[str]:
+    """contact id → {place, lat, lon, at}: kept unless the profile holds a later check-in.
+    Returns the contacts whose last check-in changed."""
     if not checkins:
-        return
-    uow.execute(
+        return []
+    rows = uow.execute(
         "INSERT INTO enrichment.profiles AS p (tenant_id, contact_id, last_checkin, updated_at)"
         " SELECT %s, e.key::uuid, e.value, now() FROM jsonb_each(%s::jsonb) AS e"
         " ON CONFLICT (tenant_id, contact_id) DO UPDATE SET last_checkin = EXCLUDED.last_checkin,"
         " updated_at = now()"
         " WHERE p.last_checkin IS NULL"
-        " OR (p.last_checkin->>'at')::timestamptz < (EXCLUDED.last_checkin->>'at')::timestamptz",
+        " OR (p.last_checkin->>'at')::timestamptz < (EXCLUDED.last_checkin->>'at')::timestamptz"
+        " RETURNING p.contact_id",
         (tenant_id, Jsonb(checkins)),
-    )
+    ).fetchall()
+    return [str(r["contact_id"]) for r in rows]
 
 
 def add_to_prospects(uow: UnitOfWork, tenant_id: str, tallies: list[dict[str, Any]]) -> None:
