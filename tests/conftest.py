@@ -107,6 +107,22 @@ def enrichment(enrichment_app):
 
 
 @pytest.fixture(scope="session")
+def campaigns_app(settings: Settings, identity_url: str):
+    from dataclasses import replace
+
+    from services.campaigns.app import create_app
+
+    app = create_app(replace(settings, identity_url=identity_url))
+    yield app
+    app.extensions["liaison"].db.close()
+
+
+@pytest.fixture()
+def campaigns(campaigns_app):
+    return campaigns_app.test_client()
+
+
+@pytest.fixture(scope="session")
 def admin(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.admin_key}"}
 

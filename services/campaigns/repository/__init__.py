@@ -1,0 +1,1 @@
+"""campaigns' SQL, one module per aggregate; parameters always bound."""
