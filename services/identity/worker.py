@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from services.identity import SCHEMA, audit_chain, erasure
+from services.identity import SCHEMA, audit_chain, erasure, unsubscribe
 from services.identity.app import MIGRATIONS
 from shared import logging as json_logging
 from shared.bus import Publisher
@@ -30,6 +30,7 @@ def handlers() -> dict[str, Handler]:
     return {
         erasure.ERASURE_COMPLETED: erasure.on_erasure_completed,
         audit_chain.AUDIT_RECORDED: audit_chain.on_audit_recorded,
+        unsubscribe.UNSUBSCRIBE_REQUESTED: unsubscribe.on_unsubscribe_requested,
     }
 
 

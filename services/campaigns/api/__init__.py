@@ -1,7 +1,8 @@
 """campaigns' HTTP layer: thin routes and their marshmallow schemas, one module per resource."""
 
 from services.campaigns.api import contacts
+from services.campaigns.api import tracking as tracking_api
 
 
 def blueprints() -> list:
-    return [contacts.blp]
+    return [tracking_api.blp, contacts.blp]
