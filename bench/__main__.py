@@ -8,10 +8,10 @@ import os
 import sys
 import time
 
-from bench import bulk_import, enrichment, resolve
+from bench import bulk_import, enrichment, resolve, segments
 from bench.common import BenchError, GunicornSettings, Line, report, say, table
 
-BENCHMARKS = {"resolve": resolve, "bulk": bulk_import, "enrichment": enrichment}
+BENCHMARKS = {"resolve": resolve, "bulk": bulk_import, "enrichment": enrichment, "segments": segments}
 
 
 def parser() -> argparse.ArgumentParser:
