@@ -1,5 +1,8 @@
-"""campaigns' background process: relays its outbox to the bus and keeps the audience
-(services.campaigns.audience) from identity's and enrichment's events.
+"""campaigns' background process: relays its outbox to the bus, keeps the audience
+(services.campaigns.audience) from identity's and enrichment's events, runs launches
+(services.campaigns.campaigns), and every few seconds launches scheduled campaigns whose time has
+come, releases deliveries deferred by quiet hours, and completes campaigns with nothing left to
+send. The channel workers (services.campaigns.channel_worker) send.
 
     python -m services.campaigns.worker
 """
@@ -7,14 +10,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from services.campaigns import SCHEMA, audience
+from services.campaigns import SCHEMA, audience, campaigns
 from shared import logging as json_logging
 from shared.bus import Publisher
 from shared.consumer import EventConsumer, Handler
-from shared.db import Database
+from shared.db import Database, UnitOfWork
 from shared.maintenance import expire_idempotency_keys
 from shared.migrate import migrate
 from shared.outbox import OutboxRelay
@@ -36,7 +40,16 @@ def handlers() -> dict[str, Handler]:
         audience.CONTACT_MERGED: audience.on_contact_merged,
         audience.PROFILE_UPDATED: audience.on_profile_updated,
         audience.ERASURE_REQUESTED: audience.on_erasure_requested,
+        campaigns.LAUNCH_REQUESTED: campaigns.on_launch_requested,
     }
+
+
+def in_transaction(db: Database, task: Callable[[UnitOfWork], object]) -> Callable[[], object]:
+    def run() -> object:
+        with db.transaction() as uow:
+            return task(uow)
+
+    return run
 
 
 def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventConsumer]]:
@@ -54,6 +67,9 @@ def main() -> None:
     try:
         run_worker("campaigns", relay, consumers, [
             PeriodicTask("idempotency key expiry", 600.0, partial(expire_idempotency_keys, db, SCHEMA)),
+            PeriodicTask("scheduled launches", 5.0, in_transaction(db, campaigns.launch_due)),
+            PeriodicTask("deferred deliveries", 15.0, in_transaction(db, campaigns.release_deferred)),
+            PeriodicTask("campaign completion", 10.0, in_transaction(db, campaigns.finish_done)),
         ])
     finally:
         db.close()
