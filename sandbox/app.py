@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from flask import Flask, Response, jsonify
 
+from sandbox.channels import bp as channels
 from sandbox.providers import bp as providers
 
 
@@ -35,6 +36,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app = Flask("sandbox")
     app.json.sort_keys = False  # keep the providers' field order, easier to compare with their docs
     app.register_blueprint(providers)
+    app.register_blueprint(channels)
 
     if latency:
         @app.before_request

@@ -154,8 +154,17 @@ def sandbox_env(
     nor any of its credentials set) is pointed at the sandbox, with the sandbox credential in
     each of its credential variables. The base URL keeps the real one's path (the Graph API's
     /v19.0), so the requests look exactly like the real ones. A configured provider is left
-    as it is: the operator means the real one."""
+    as it is: the operator means the real one. With no `providers` given, that is enrichment's
+    providers and campaigns' channel APIs (SMS, X DMs, Messenger; plus the fixed values the
+    sandbox needs, such as SMS_FROM); and with SMTP_HOST unset, email goes to the sandbox's SMTP
+    sink (127.0.0.1:SANDBOX_SMTP_PORT, 8025 by default)."""
     filled = dict(env)
+    if providers is None and _module_exists("services.campaigns.channels"):
+        from services.campaigns.channels import sandboxed_providers
+
+        providers = [*_provider_adapters(), *sandboxed_providers()]  # type: ignore[list-item]
+        if not env.get("SMTP_HOST"):
+            filled.update(SMTP_HOST="127.0.0.1", SMTP_PORT=env.get("SANDBOX_SMTP_PORT") or "8025")
     for adapter in _provider_adapters() if providers is None else providers:
         if _configured(adapter, env):
             continue
@@ -163,6 +172,8 @@ def sandbox_env(
         filled[adapter.base_url_env] = sandbox_url.rstrip("/") + version
         for var in adapter.credential_env.values():
             filled[var] = SANDBOX_CREDENTIAL
+        filled.update({var: value for var, value in getattr(adapter, "sandbox_values", {}).items()
+                       if not env.get(var)})
     return filled
 
 

@@ -2,7 +2,9 @@
 service answers /readyz, then, with the admin key, creates a tenant and a `crm` key, creates a
 contact, links an X handle to it and resolves the handle back to the contact; with enrichment
 running, records the contact's profile_enrichment consent, requests an enrichment and waits for
-the job to complete through the bus and the worker, answered by the provider sandbox.
+the job to complete through the bus and the worker, answered by the provider sandbox; with
+campaigns running, records email consent, creates a segment and a campaign, launches it and waits
+for the email at the sandbox's SMTP sink and the send in the campaign's report.
 
     LIAISON_ADMIN_KEY=... .venv/bin/python -m scripts.smoke [--timeout 90]
 
@@ -13,15 +15,18 @@ went wrong and exits 1. Used by .ci/run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import requests
 
-from scripts.run import Service, present_services
+from scripts.run import Service, present_services, sandbox_service
 from shared.settings import Settings
 
 
@@ -58,7 +63,8 @@ def expect(response: requests.Response, status: int, what: str) -> dict:
     return response.json() if "json" in response.headers.get("Content-Type", "") else {}
 
 
-def walkthrough(identity: str, enrichment: str | None, admin_key: str) -> None:
+def walkthrough(identity: str, enrichment: str | None, admin_key: str, campaigns: str | None = None,
+                sandbox: str | None = None) -> None:
     http = requests.Session()
     admin = {"Authorization": f"Bearer {admin_key}"}
     for path in ("/healthz", "/openapi.json", "/docs", "/metrics"):
@@ -85,6 +91,12 @@ def walkthrough(identity: str, enrichment: str | None, admin_key: str) -> None:
     print(f"  the handle resolves to contact {contact['id']}", flush=True)
     if enrichment:
         enrich(http, identity, enrichment, crm, contact["id"])
+    if campaigns and sandbox:
+        marketing_key = expect(http.post(f"{identity}/v1/tenants/{tenant['id']}/api-keys",
+                                         json={"name": "smoke marketing", "scopes": ["marketing"]}, headers=admin,
+                                         timeout=10), 201, "create a marketing key")
+        marketing = {"Authorization": f"Bearer {marketing_key['key']}"}
+        send_campaign(http, identity, campaigns, sandbox, crm, marketing, contact["id"], f"ada.{ref}@example.com")
 
 
 def enrich(http: requests.Session, identity: str, enrichment: str, crm: dict[str, str], contact_id: str,
@@ -119,6 +131,47 @@ def enrich(http: requests.Session, identity: str, enrichment: str, crm: dict[str
           f"{profile['influence']['followers']} followers, tier {profile['influence']['tier']}", flush=True)
 
 
+def _until(what: str, timeout: float, probe: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise SmokeFailure(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def send_campaign(http: requests.Session, identity: str, campaigns: str, sandbox: str, crm: dict[str, str],
+                  marketing: dict[str, str], contact_id: str, email: str, timeout: float = 60.0) -> None:
+    """Email consent, a segment, a campaign launched through the bus, the email received by the
+    sandbox's SMTP sink."""
+    expect(http.post(f"{identity}/v1/contacts/{contact_id}/consents", headers=crm, timeout=10, json={
+        "purpose": "email_marketing", "status": "granted", "legal_basis": "consent",
+        "source": {"system": "smoke", "form": "signup"}, "notice_version": "1",
+        "captured_at": datetime.now(UTC).isoformat(),
+    }), 201, "record email_marketing consent")
+    segment = expect(http.post(f"{campaigns}/v1/segments", headers=marketing, timeout=10, json={
+        "name": "Smoke", "rules": {"all": [{"field": "consent.email_marketing", "op": "eq", "value": "granted"}]},
+    }), 201, "create a segment")
+    _until("the contact in the segment (the audience comes by event)", timeout, lambda: contact_id in http.get(
+        f"{campaigns}/v1/segments/{segment['id']}/preview", headers=marketing, timeout=10).json().get("sample", []))
+    campaign = expect(http.post(f"{campaigns}/v1/campaigns", headers=marketing, timeout=10, json={
+        "name": "Smoke offer", "segment_id": segment["id"], "channels": ["email"],
+        "content": {"email": {"subject": "Hello {{ contact.first_name }}",
+                              "body": "Your offer: {{ link('https://shop.example/smoke') }}"}},
+    }), 201, "create a campaign")
+    expect(http.post(f"{campaigns}/v1/campaigns/{campaign['id']}/launch", headers=marketing, timeout=10), 202,
+           "launch it")
+    _until("the email at the sandbox's SMTP sink", timeout, lambda: [
+        m for m in http.get(f"{sandbox}/sandbox/outbox", params={"channel": "email"}, timeout=10).json()["items"]
+        if email in json.dumps(m)])
+    print(f"  the offer reached {email} through the channel worker and the SMTP sink", flush=True)
+    report = _until("the report counting the send", timeout, lambda: (lambda r: r if r["reach"] == 1 else None)(
+        http.get(f"{campaigns}/v1/campaigns/{campaign['id']}/report", headers=marketing, timeout=10).json()))
+    print(f"  report: reach {report['reach']}, email sent {report['by_channel']['email']['sent']}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for /readyz")
@@ -131,7 +184,8 @@ def main() -> int:
     try:
         wait_ready(services, args.timeout)
         urls = {s.name: s.url for s in services}
-        walkthrough(urls["identity"], urls.get("enrichment"), admin_key)
+        walkthrough(urls["identity"], urls.get("enrichment"), admin_key, urls.get("campaigns"),
+                    sandbox_service(os.environ).url)
     except (SmokeFailure, requests.RequestException, ValueError) as exc:
         print(f"SMOKE FAIL: {exc}", flush=True)
         return 1

@@ -1,0 +1,94 @@
+"""The sandbox's SMTP sink: accepts every email the campaigns' email channel sends and keeps it
+in the sandbox outbox (sandbox/channels.py, GET /sandbox/outbox?channel=email), once per
+Message-ID: a message sent again after a worker died is recognised, as the deterministic
+Message-ID (<delivery-id@liaison>) intends.
+
+A recipient whose local part starts with `unknown` is refused with 550 (a permanent failure, to
+see one in a demo); everything else is accepted with 250 and delivered nowhere.
+
+    python -m sandbox.smtp     (`make run` starts it; SANDBOX_SMTP_PORT, 8025 by default, on 127.0.0.1)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import uuid
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from sandbox.channels import Outbox, store_path
+from shared.settings import env_number
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8025
+KEPT_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post")
+
+
+def summary(raw: bytes) -> dict[str, Any]:
+    """What the outbox keeps of an email: its headers that matter, and its text and HTML parts."""
+    mail: EmailMessage = message_from_bytes(raw, policy=policy.default)  # type: ignore[assignment]
+    text = mail.get_body(preferencelist=("plain",))
+    html = mail.get_body(preferencelist=("html",))
+    return {
+        "headers": {name: str(mail[name]) for name in KEPT_HEADERS if mail[name] is not None},
+        "content_type": mail.get_content_type(),
+        "text": text.get_content() if text is not None else None,
+        "html": html.get_content() if html is not None else None,
+    }
+
+
+class SinkHandler:
+    """aiosmtpd handler: refuses `unknown*` recipients, keeps each message once by Message-ID."""
+
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.split("@", 1)[0].lower().startswith("unknown"):
+            return "550 5.1.1 The email account that you tried to reach does not exist"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode()
+        message = summary(raw)
+        key = message["headers"].get("Message-ID") or f"<{uuid.uuid4()}@sandbox>"
+        self.outbox.record("email", key, {"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
+                                          **message})
+        return "250 Message accepted for delivery"
+
+
+def sink(outbox: Outbox, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> Controller:
+    """The SMTP sink, not yet started (tests start it on a free port)."""
+    return Controller(SinkHandler(outbox), hostname=host, port=port)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox-smtp %(levelname)s %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command at INFO
+    port = env_number(os.environ, "SANDBOX_SMTP_PORT", DEFAULT_PORT, 1, 65535)
+    controller = sink(Outbox(store_path()), "127.0.0.1", port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    controller.start()
+    log.info("SMTP sink listening on 127.0.0.1:%s, keeping mail in %s", port, store_path())
+    try:
+        stop.wait()
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
