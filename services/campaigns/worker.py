@@ -1,8 +1,9 @@
 """campaigns' background process: relays its outbox to the bus, keeps the audience
 (services.campaigns.audience) from identity's and enrichment's events, runs launches
-(services.campaigns.campaigns), and every few seconds launches scheduled campaigns whose time has
-come, releases deliveries deferred by quiet hours, and completes campaigns with nothing left to
-send. The channel workers (services.campaigns.channel_worker) send.
+(services.campaigns.campaigns) and triggers (services.campaigns.triggers), and every few seconds
+launches scheduled campaigns whose time has come, releases deliveries deferred by quiet hours,
+and completes campaigns with nothing left to send. The channel workers
+(services.campaigns.channel_worker) send.
 
     python -m services.campaigns.worker
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from services.campaigns import SCHEMA, audience, campaigns
+from services.campaigns import SCHEMA, audience, campaigns, triggers
 from shared import logging as json_logging
 from shared.bus import Publisher
 from shared.consumer import EventConsumer, Handler
@@ -33,7 +34,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def handlers() -> dict[str, Handler]:
     """Event type → handler, for campaigns' consumer."""
     return {
-        audience.CONTACT_UPSERTED: audience.on_contact_upserted,
+        audience.CONTACT_UPSERTED: triggers.on_contact_upserted,
         audience.CONSENT_RECORDED: audience.on_consent_recorded,
         audience.HANDLE_LINKED: audience.on_handle_linked,
         audience.HANDLE_UNLINKED: audience.on_handle_unlinked,
@@ -41,6 +42,8 @@ def handlers() -> dict[str, Handler]:
         audience.PROFILE_UPDATED: audience.on_profile_updated,
         audience.ERASURE_REQUESTED: audience.on_erasure_requested,
         campaigns.LAUNCH_REQUESTED: campaigns.on_launch_requested,
+        triggers.CHECKIN: triggers.on_checkin,
+        triggers.FOLLOW: triggers.on_follow,
     }
 
 

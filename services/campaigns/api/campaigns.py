@@ -199,7 +199,7 @@ class Campaigns(MethodView):
         """List campaigns, newest first"""
         after = decode_cursor(args["cursor"], 1)
         with unit_of_work(read_only=True) as uow:
-            rows = repo.page(uow, tenant_id(), args["limit"] + 1, _uuid(after[0]) if after else None,
+            rows = repo.page(uow, tenant_id(), args["limit"] + 1, parse_cursor_id(after[0]) if after else None,
                              args.get("status"))
         return page([campaigns.view(r) for r in rows], args["limit"], lambda c: (c["id"],))
 
@@ -249,7 +249,8 @@ class Deliveries(MethodView):
         with unit_of_work(read_only=True) as uow:
             campaigns.get(uow, tenant, str(campaign_id))
             rows = repo.deliveries(uow, tenant, str(campaign_id), args["limit"] + 1,
-                                   _uuid(after[0]) if after else None, args.get("status"), args.get("channel"))
+                                   parse_cursor_id(after[0]) if after else None, args.get("status"),
+                                   args.get("channel"))
         return page([delivery_view(r, tenant) for r in rows], args["limit"], lambda d: (d["id"],))
 
 
@@ -301,7 +302,7 @@ def delivery_view(row: dict[str, Any], tenant: str) -> dict[str, Any]:
     return out
 
 
-def _uuid(value: str) -> str:
+def parse_cursor_id(value: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
