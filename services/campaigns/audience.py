@@ -12,7 +12,8 @@ written from, so events arriving out of order never put an older state back.
 - contact.merged: the duplicate's consents and handles become the survivor's.
 - enrichment's profile.updated: each section it carries (demographics, influence, engagement,
   geolocation), by the event's `at`; a null section clears its fields.
-- contact.erasure_requested: everything filed under the contact's ids goes, then
+- contact.erasure_requested: everything filed under the contact's ids goes (their deliveries stay
+  for the reports, stripped of the address and the message as sent), then
   `liaison.campaigns.erasure.completed` and an audit entry are published.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from services.campaigns import SCHEMA, SOURCE
@@ -181,6 +183,8 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
             value = value.isoformat()
         elif isinstance(value, uuid.UUID):
             value = str(value)
+        elif isinstance(value, Decimal):
+            value = float(value)
         out[key] = value
     return out
 
@@ -192,4 +196,6 @@ def export_for_contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> dict
         "audience": _json({k: v for k, v in row.items() if k != "tenant_id"}) if row else None,
         "consents": [_json(r) for r in repo.consents_of(uow, tenant_id, contact_id)],
         "handles": [_json(r) for r in repo.handles_of(uow, tenant_id, contact_id)],
+        "deliveries": [_json(r) for r in repo.deliveries_of(uow, tenant_id, contact_id)],
+        "conversions": [_json(r) for r in repo.conversions_of(uow, tenant_id, contact_id)],
     }

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from services.campaigns import SCHEMA as CAMPAIGNS
 from services.campaigns.worker import handlers as campaigns_handlers
@@ -186,6 +187,12 @@ def test_merge_moves_consents_and_handles_and_erasure_completes_everywhere(ident
     assert campaigns.get(f"/v1/campaigns/contacts/{uuid.uuid4()}/export",
                          headers=tenant.compliance).status_code == 404
 
+    sql.execute("INSERT INTO campaigns.deliveries (tenant_id, id, contact_id, channel, status, address, content,"
+                " sent_at) VALUES (%s, %s, %s, 'email', 'sent', 'm1@example.com', %s, now())",
+                (tenant.id, uuid.uuid4(), survivor, Jsonb({"subject": "Hello Mo", "text": "Hi Mo"})))
+    exported = campaigns.get(f"/v1/campaigns/contacts/{survivor}/export", headers=tenant.compliance).json
+    assert [d["content"]["subject"] for d in exported["deliveries"]] == ["Hello Mo"]
+
     accepted = identity.delete(f"/v1/contacts/{survivor}", headers=tenant.crm)
     assert accepted.status_code == 202
     bus.sync()
@@ -194,6 +201,10 @@ def test_merge_moves_consents_and_handles_and_erasure_completes_everywhere(ident
                            " WHERE tenant_id = %s AND contact_id = ANY(%s::uuid[])",
                            (tenant.id, [survivor, duplicate])).fetchone()["n"]
         assert left == 0, table
+    # The delivery stays for the campaign's report, without what identified the person.
+    assert sql.execute("SELECT address, content, status FROM campaigns.deliveries WHERE tenant_id = %s"
+                       " AND contact_id = %s", (tenant.id, survivor)).fetchall() == [
+        {"address": None, "content": None, "status": "sent"}]
     state = identity.get(f"/v1/erasures/{accepted.json['erasure_id']}", headers=tenant.compliance).json
     assert state["status"] == "completed"
     assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "completed"}

@@ -21,6 +21,8 @@ class ExportSchema(ma.Schema):
     audience = ma.fields.Dict(allow_none=True, metadata={"description": "The contact as campaigns segments it"})
     consents = ma.fields.List(ma.fields.Dict())
     handles = ma.fields.List(ma.fields.Dict())
+    deliveries = ma.fields.List(ma.fields.Dict(), metadata={"description": "What was sent to the contact"})
+    conversions = ma.fields.List(ma.fields.Dict())
 
 
 @blp.route("/<uuid:contact_id>/export")

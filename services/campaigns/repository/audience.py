@@ -191,9 +191,11 @@ def merge(uow: UnitOfWork, tenant_id: str, duplicate_id: str, survivor_id: str) 
 
 
 def erase(uow: UnitOfWork, tenant_id: str, contact_ids: list[str]) -> dict[str, int]:
-    """Deletes the audience rows, consents and handles filed under these contact ids."""
+    """Deletes the audience rows, consents and handles filed under these contact ids, and strips
+    their deliveries of what identified them (the address and the message as sent, which holds
+    their name); the deliveries stay, so campaign reports keep adding up."""
     counts = {}
-    for table in ("audience", "audience_consents", "audience_handles"):
+    for table in ("audience", "audience_consents", "audience_handles", "deliveries"):
         counts[table] = uow.execute(
             _ERASE[table], {"tenant": tenant_id, "ids": contact_ids},
         ).rowcount
@@ -206,4 +208,24 @@ _ERASE = {
                          " AND contact_id = ANY(%(ids)s::uuid[])",
     "audience_handles": "DELETE FROM campaigns.audience_handles WHERE tenant_id = %(tenant)s"
                         " AND contact_id = ANY(%(ids)s::uuid[])",
+    "deliveries": "UPDATE campaigns.deliveries SET address = NULL, content = NULL WHERE tenant_id = %(tenant)s"
+                  " AND contact_id = ANY(%(ids)s::uuid[]) AND (address IS NOT NULL OR content IS NOT NULL)",
 }
+
+
+def deliveries_of(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[dict[str, Any]]:
+    """The contact's deliveries, with what was sent (for the access export)."""
+    return uow.execute(
+        "SELECT id, campaign_id, trigger_id, channel, status, reason, address, content, created_at, sent_at,"
+        " delivered_at, opened_at, clicked_at FROM campaigns.deliveries WHERE tenant_id = %s AND contact_id = %s"
+        " ORDER BY id",
+        (tenant_id, contact_id),
+    ).fetchall()
+
+
+def conversions_of(uow: UnitOfWork, tenant_id: str, contact_id: str) -> list[dict[str, Any]]:
+    return uow.execute(
+        "SELECT id, campaign_id, delivery_id, channel, value, currency, occurred_at FROM campaigns.conversions"
+        " WHERE tenant_id = %s AND contact_id = %s ORDER BY occurred_at",
+        (tenant_id, contact_id),
+    ).fetchall()
