@@ -323,3 +323,26 @@ def test_inbound_offers_show_the_contact_the_offer_of_the_campaigns_they_were_in
     campaigns.post(f"/v1/campaigns/{campaign['id']}/cancel", headers=tenant.marketing)
     assert offers(ana) == []
     assert campaigns.get("/v1/offers", headers=tenant.crm).status_code == 422
+
+
+def test_a_campaign_scheduled_for_later_launches_when_its_time_comes(campaigns, campaigns_app, tenant, sql, worker):
+    person(sql, tenant.id, email="later@example.com", consents=["email_marketing"])
+    campaign = new_campaign(campaigns, tenant, segment(campaigns, tenant),
+                            schedule_at=rfc3339(utcnow() + timedelta(hours=2)))
+    scheduled = campaigns.post(f"/v1/campaigns/{campaign['id']}/launch", headers=tenant.marketing)
+    assert scheduled.status_code == 202 and scheduled.json["status"] == "scheduled"
+    db = campaigns_app.extensions["liaison"].db
+    with db.transaction() as uow:
+        use_cases.launch_due(uow, now=utcnow() + timedelta(hours=1))  # not yet
+    assert campaigns.get(f"/v1/campaigns/{campaign['id']}", headers=tenant.marketing).json["status"] == "scheduled"
+    with db.transaction() as uow:
+        assert use_cases.launch_due(uow, now=utcnow() + timedelta(hours=2, seconds=1)) >= 1
+    worker.run()
+    assert campaigns.get(f"/v1/campaigns/{campaign['id']}", headers=tenant.marketing).json["status"] == "running"
+    # Once every delivery has an outcome, the worker completes the campaign.
+    sql.execute("UPDATE campaigns.deliveries SET status = 'sent', sent_at = now() WHERE campaign_id = %s",
+                (campaign["id"],))
+    with db.transaction() as uow:
+        use_cases.finish_done(uow)
+    done = campaigns.get(f"/v1/campaigns/{campaign['id']}", headers=tenant.marketing).json
+    assert done["status"] == "completed" and done["finished_at"]
