@@ -22,14 +22,17 @@ class PeriodicTask:
     run: Callable[[], object]
 
 
-def run_worker(name: str, relay: OutboxRelay, consumers: list[EventConsumer],
+def run_worker(name: str, relay: OutboxRelay | None, consumers: list[EventConsumer],
                periodic: list[PeriodicTask]) -> None:
+    """Runs the relay (None for a process that only consumes, such as a pool of channel workers
+    whose outbox another process relays), the consumers and the periodic tasks until SIGTERM or
+    SIGINT."""
     from shared.maintenance import run_periodically
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threads = [threading.Thread(target=relay.run, args=(stop,), name="relay")]
+    threads = [threading.Thread(target=relay.run, args=(stop,), name="relay")] if relay is not None else []
     threads += [threading.Thread(target=c.run, args=(stop,), name=c.name) for c in consumers]
     threads += [threading.Thread(target=run_periodically, args=(stop, t.interval, t.run, t.name), name=t.name)
                 for t in periodic]

@@ -18,7 +18,6 @@ CAMPAIGNS_PUBLIC_URL + /v1/campaigns/callbacks/sms.
 from __future__ import annotations
 
 import argparse
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,13 +51,6 @@ def tracking_links(settings: Settings) -> Links:
                          tracking.unsubscribe_url)
 
 
-class _NoRelay:
-    """run_worker runs a relay thread; the main campaigns worker relays this outbox already."""
-
-    def run(self, stop: threading.Event) -> None:
-        stop.wait()
-
-
 def parse_channels(raw: str) -> list[str]:
     channels = [c.strip() for c in raw.split(",") if c.strip()]
     unknown = sorted(set(channels) - set(CHANNELS))
@@ -79,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                   name="campaigns-channels").open()
     try:
         consumers = build(settings, db, channels, channel_adapters(), render_content, tracking_links(settings))
-        run_worker("campaigns-channels", _NoRelay(), consumers, [])  # type: ignore[arg-type]
+        # No relay here: the campaigns worker relays the outbox these consumers write to.
+        run_worker("campaigns-channels", None, consumers, [])
     finally:
         db.close()
 
