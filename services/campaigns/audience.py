@@ -20,15 +20,13 @@ written from, so events arriving out of order never put an older state back.
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from services.campaigns import SCHEMA, SOURCE
 from services.campaigns.repository import audience as repo
 from shared.db import UnitOfWork
-from shared.events import CloudEvent, rfc3339, utcnow
+from shared.privacy import erased_contact_ids, erasure_answer, exported
 
 CONTACT_UPSERTED = "liaison.identity.contact.upserted"
 CONSENT_RECORDED = "liaison.identity.consent.recorded"
@@ -37,9 +35,6 @@ HANDLE_UNLINKED = "liaison.identity.handle.unlinked"
 CONTACT_MERGED = "liaison.identity.contact.merged"
 ERASURE_REQUESTED = "liaison.identity.contact.erasure_requested"
 PROFILE_UPDATED = "liaison.enrichment.profile.updated"
-ERASURE_COMPLETED = "liaison.campaigns.erasure.completed"
-AUDIT_RECORDED = "liaison.campaigns.audit.recorded"
-ACTOR = "service:campaigns"
 
 # "30-39", "25 - 34", "65+", "18+"
 _AGE_RANGE = re.compile(r"^\s*(\d{1,3})\s*(?:-\s*(\d{1,3})|\+)\s*$")
@@ -157,45 +152,17 @@ def on_profile_updated(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 # -- erasure and the right of access -----------------------------------------------------------
 def on_erasure_requested(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     tenant_id, data = envelope["tenantid"], envelope["data"]
-    contact_id = data["contact_id"]
-    contact_ids = list(dict.fromkeys([contact_id, *data.get("contact_ids", [])]))
-    counts = repo.erase(uow, tenant_id, contact_ids)
-    uow.publish_many(SCHEMA, [
-        CloudEvent(ERASURE_COMPLETED, SOURCE, tenant_id,
-                   {"erasure_id": data["erasure_id"], "service": "campaigns"}, subject=contact_id),
-        CloudEvent(AUDIT_RECORDED, SOURCE, tenant_id, {
-            "actor": ACTOR,
-            "action": "contact.erased",
-            "resource": f"contact/{contact_id}",
-            "contact_id": contact_id,
-            "details": {"erasure_id": data["erasure_id"], "counts": counts},
-            "at": rfc3339(utcnow()),
-        }, subject=contact_id),
-    ])
-
-
-def _json(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = rfc3339(value)
-        elif isinstance(value, date):
-            value = value.isoformat()
-        elif isinstance(value, uuid.UUID):
-            value = str(value)
-        elif isinstance(value, Decimal):
-            value = float(value)
-        out[key] = value
-    return out
+    counts = repo.erase(uow, tenant_id, erased_contact_ids(data))
+    uow.publish_many(SCHEMA, erasure_answer("campaigns", SOURCE, tenant_id, data, counts))
 
 
 def export_for_contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> dict[str, Any]:
     """What the audience holds about the contact, for the access export."""
     row = repo.contact(uow, tenant_id, contact_id)
     return {
-        "audience": _json({k: v for k, v in row.items() if k != "tenant_id"}) if row else None,
-        "consents": [_json(r) for r in repo.consents_of(uow, tenant_id, contact_id)],
-        "handles": [_json(r) for r in repo.handles_of(uow, tenant_id, contact_id)],
-        "deliveries": [_json(r) for r in repo.deliveries_of(uow, tenant_id, contact_id)],
-        "conversions": [_json(r) for r in repo.conversions_of(uow, tenant_id, contact_id)],
+        "audience": exported({k: v for k, v in row.items() if k != "tenant_id"}) if row else None,
+        "consents": [exported(r) for r in repo.consents_of(uow, tenant_id, contact_id)],
+        "handles": [exported(r) for r in repo.handles_of(uow, tenant_id, contact_id)],
+        "deliveries": [exported(r) for r in repo.deliveries_of(uow, tenant_id, contact_id)],
+        "conversions": [exported(r) for r in repo.conversions_of(uow, tenant_id, contact_id)],
     }

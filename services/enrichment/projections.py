@@ -20,16 +20,15 @@ repeat changes nothing).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from services.enrichment import GEOLOCATION, PROFILE_ENRICHMENT, SCHEMA, SOURCE, profiles
 from services.enrichment.repository import projections as repo
 from shared.db import Database, UnitOfWork
-from shared.events import CloudEvent, rfc3339, utcnow
+from shared.events import utcnow
+from shared.privacy import erased_contact_ids, erasure_answer, exported
 
 CONSENT_RECORDED = "liaison.identity.consent.recorded"
 HANDLE_LINKED = "liaison.identity.handle.linked"
@@ -41,7 +40,6 @@ AUDIT_RECORDED = "liaison.enrichment.audit.recorded"
 
 SWEEP_BATCH = 1000
 
-ACTOR = "service:enrichment"
 
 
 def _moment(value: str | None) -> datetime | None:
@@ -152,44 +150,18 @@ def on_contact_merged(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 # -- erasure -----------------------------------------------------------------------------------
 def on_erasure_requested(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     tenant_id, data = envelope["tenantid"], envelope["data"]
-    contact_id = data["contact_id"]
-    contact_ids = list(dict.fromkeys([contact_id, *data.get("contact_ids", [])]))
     handles = [(h["network"], h["handle"]) for h in data.get("handles", [])]
-    counts = repo.erase(uow, tenant_id, contact_ids, handles)
-    uow.publish_many(SCHEMA, [
-        CloudEvent(ERASURE_COMPLETED, SOURCE, tenant_id,
-                   {"erasure_id": data["erasure_id"], "service": "enrichment"}, subject=contact_id),
-        CloudEvent(AUDIT_RECORDED, SOURCE, tenant_id, {
-            "actor": ACTOR,
-            "action": "contact.erased",
-            "resource": f"contact/{contact_id}",
-            "contact_id": contact_id,
-            "details": {"erasure_id": data["erasure_id"], "counts": counts},
-            "at": rfc3339(utcnow()),
-        }, subject=contact_id),
-    ])
+    counts = repo.erase(uow, tenant_id, erased_contact_ids(data), handles)
+    uow.publish_many(SCHEMA, erasure_answer("enrichment", SOURCE, tenant_id, data, counts))
 
 
 # -- the right of access -----------------------------------------------------------------------
-def _json(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            value = rfc3339(value)
-        elif isinstance(value, Decimal):
-            value = float(value)  # sentiment
-        elif isinstance(value, uuid.UUID):
-            value = str(value)
-        out[key] = value
-    return out
-
-
 def export_for_contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> dict[str, Any]:
     """Everything enrichment holds about the contact, for the export (right of access)."""
     profile = repo.profile(uow, tenant_id, contact_id)
     return {
-        "consents": [_json(r) for r in repo.consents_of(uow, tenant_id, contact_id)],
-        "handles": [_json(r) for r in repo.handles_of(uow, tenant_id, contact_id)],
-        "profile": _json(profile) if profile else None,
-        "social_events": [_json(r) for r in repo.events_of(uow, tenant_id, contact_id)],
+        "consents": [exported(r) for r in repo.consents_of(uow, tenant_id, contact_id)],
+        "handles": [exported(r) for r in repo.handles_of(uow, tenant_id, contact_id)],
+        "profile": exported(profile) if profile else None,
+        "social_events": [exported(r) for r in repo.events_of(uow, tenant_id, contact_id)],
     }
