@@ -8,10 +8,11 @@ import os
 import sys
 import time
 
-from bench import bulk_import, enrichment, resolve, segments
+from bench import bulk_import, campaigns, enrichment, resolve, segments
 from bench.common import BenchError, GunicornSettings, Line, report, say, table
 
-BENCHMARKS = {"resolve": resolve, "bulk": bulk_import, "enrichment": enrichment, "segments": segments}
+BENCHMARKS = {"resolve": resolve, "bulk": bulk_import, "enrichment": enrichment, "segments": segments,
+              "campaigns": campaigns}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -215,6 +215,32 @@ def _wait_ready(server: Server, path: str, timeout: float) -> None:
     raise BenchError(f"{server.name} not ready after {timeout:.0f} s ({last}); see {server.log_path}")
 
 
+@contextmanager
+def background_processes(env: dict[str, str], commands: list[list[str]], label: str
+                         ) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One `python <command>` process per command (a service's worker, a channel worker), each
+    logging to bench/results/<label>-<n>.log, stopped (SIGTERM, then SIGKILL) when the block
+    ends, whatever happens in it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, command in enumerate(commands):
+            with open(RESULTS / f"{label}-{i}.log", "wb") as log:
+                processes.append(subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True))
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
 def backend_pids(database_url: str, application_name: str) -> list[int]:
     """PostgreSQL server processes of a pool (by its application_name), for their CPU time."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -273,6 +299,14 @@ def profiled(server: Server, label: str, enabled: bool, rate: int = 100) -> Iter
     the GIL is what a gthread worker's threads queue for.
     py-spy must be on the PATH (`pip install py-spy`); profiling costs throughput, so the
     figures of a profiled run are not the ones to report."""
+    with profiled_processes(server.worker_pids() if enabled else [], label, enabled, rate):
+        yield
+
+
+@contextmanager
+def profiled_processes(pids: list[int], label: str, enabled: bool, rate: int = 100) -> Iterator[None]:
+    """`profiled` for any processes (a service's worker, the channel workers): py-spy samples
+    each of `pids` while the block runs, the thread holding the GIL only."""
     if not enabled:
         yield
         return
@@ -282,7 +316,7 @@ def profiled(server: Server, label: str, enabled: bool, rate: int = 100) -> Iter
     out = RESULTS / "profiles"
     out.mkdir(parents=True, exist_ok=True)
     spies = []
-    for pid in server.worker_pids():
+    for pid in pids:
         for fmt, ext in (("raw", "txt"), ("flamegraph", "svg")):
             spies.append(subprocess.Popen(
                 [spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", fmt, "--gil",
