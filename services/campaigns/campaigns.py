@@ -137,6 +137,10 @@ def run_launch(uow: UnitOfWork, tenant_id: str, campaign_id: str, members: Membe
     campaign = repo.get(uow, tenant_id, campaign_id, lock=True)
     if campaign is None or campaign["status"] != "launching":
         return None
+    # A million recipients: the deliveries' statement sorts and hashes millions of rows; with the
+    # default work_mem it spills to disk and probes consents row by row (measured 44 s against
+    # 21 s at 256 MB for 1M). For this transaction only; the server's memory, not the worker's.
+    repo.give_launch_memory(uow)
     repo.create_members_table(uow)
     members(uow, tenant_id, str(campaign["segment_id"]))
     audience = repo.audience_size(uow)

@@ -158,6 +158,10 @@ def fill_members(uow: UnitOfWork, where: sql.Composable, params: list[Any]) -> N
                              " WHERE {}").format(where), params, prepare=False)
 
 
+def give_launch_memory(uow: UnitOfWork) -> None:
+    uow.execute("SET LOCAL work_mem = '256MB'")
+
+
 def create_members_table(uow: UnitOfWork) -> None:
     """The launch's members, dropped at commit (filled by the segment's member query)."""
     uow.execute("CREATE TEMP TABLE launch_members (contact_id uuid PRIMARY KEY) ON COMMIT DROP")
