@@ -26,7 +26,7 @@ from typing import Any
 from services.campaigns import SCHEMA, SOURCE
 from services.campaigns.repository import audience as repo
 from shared.db import UnitOfWork
-from shared.privacy import erased_contact_ids, erasure_answer, exported
+from shared.privacy import erased_contact_ids, erasure_answer, exported, remember_erased
 
 CONTACT_UPSERTED = "liaison.identity.contact.upserted"
 CONSENT_RECORDED = "liaison.identity.consent.recorded"
@@ -152,6 +152,7 @@ def on_profile_updated(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 # -- erasure and the right of access -----------------------------------------------------------
 def on_erasure_requested(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     tenant_id, data = envelope["tenantid"], envelope["data"]
+    remember_erased(uow, SCHEMA, tenant_id, erased_contact_ids(data))
     counts = repo.erase(uow, tenant_id, erased_contact_ids(data))
     uow.publish_many(SCHEMA, erasure_answer("campaigns", SOURCE, tenant_id, data, counts))
 

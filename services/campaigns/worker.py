@@ -23,6 +23,7 @@ from shared.db import Database, UnitOfWork
 from shared.maintenance import expire_idempotency_keys
 from shared.migrate import migrate
 from shared.outbox import OutboxRelay
+from shared.privacy import skipping_erased
 from shared.settings import Settings
 from shared.worker import PeriodicTask, run_worker
 
@@ -32,19 +33,21 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def handlers() -> dict[str, Handler]:
-    """Event type → handler, for campaigns' consumer."""
-    return {
+    """Event type → handler, for campaigns' consumer. Events about a contact campaigns has
+    erased (still in flight at the erasure) are dropped."""
+    about_contacts = {
         audience.CONTACT_UPSERTED: triggers.on_contact_upserted,
         audience.CONSENT_RECORDED: audience.on_consent_recorded,
         audience.HANDLE_LINKED: audience.on_handle_linked,
         audience.HANDLE_UNLINKED: audience.on_handle_unlinked,
         audience.CONTACT_MERGED: audience.on_contact_merged,
         audience.PROFILE_UPDATED: audience.on_profile_updated,
-        audience.ERASURE_REQUESTED: audience.on_erasure_requested,
-        campaigns.LAUNCH_REQUESTED: campaigns.on_launch_requested,
         triggers.CHECKIN: triggers.on_checkin,
         triggers.FOLLOW: triggers.on_follow,
     }
+    return {**{kind: skipping_erased(SCHEMA, handler) for kind, handler in about_contacts.items()},
+            audience.ERASURE_REQUESTED: audience.on_erasure_requested,
+            campaigns.LAUNCH_REQUESTED: campaigns.on_launch_requested}
 
 
 def in_transaction(db: Database, task: Callable[[UnitOfWork], object]) -> Callable[[], object]:

@@ -28,7 +28,7 @@ from services.enrichment import GEOLOCATION, PROFILE_ENRICHMENT, SCHEMA, SOURCE,
 from services.enrichment.repository import projections as repo
 from shared.db import Database, UnitOfWork
 from shared.events import utcnow
-from shared.privacy import erased_contact_ids, erasure_answer, exported
+from shared.privacy import erased_contact_ids, erasure_answer, exported, remember_erased
 
 CONSENT_RECORDED = "liaison.identity.consent.recorded"
 HANDLE_LINKED = "liaison.identity.handle.linked"
@@ -151,6 +151,7 @@ def on_contact_merged(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 def on_erasure_requested(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     tenant_id, data = envelope["tenantid"], envelope["data"]
     handles = [(h["network"], h["handle"]) for h in data.get("handles", [])]
+    remember_erased(uow, SCHEMA, tenant_id, erased_contact_ids(data))
     counts = repo.erase(uow, tenant_id, erased_contact_ids(data), handles)
     uow.publish_many(SCHEMA, erasure_answer("enrichment", SOURCE, tenant_id, data, counts))
 
