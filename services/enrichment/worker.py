@@ -23,6 +23,7 @@ from shared.db import Database
 from shared.maintenance import expire_idempotency_keys
 from shared.migrate import migrate
 from shared.outbox import OutboxRelay
+from shared.privacy import skipping_erased
 from shared.ratelimit import PostgresRateLimiter
 from shared.settings import Settings
 from shared.worker import PeriodicTask, run_worker
@@ -33,14 +34,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def handlers() -> dict[str, Handler]:
-    """Event type → handler, for enrichment's consumer."""
-    return {
+    """Event type → handler, for enrichment's consumer. Events about a contact enrichment has
+    erased (still in flight at the erasure) are dropped."""
+    about_contacts = {
         projections.CONSENT_RECORDED: projections.on_consent_recorded,
         projections.HANDLE_LINKED: social.on_handle_linked,
         projections.HANDLE_UNLINKED: projections.on_handle_unlinked,
         projections.CONTACT_MERGED: social.on_contact_merged,
-        projections.ERASURE_REQUESTED: projections.on_erasure_requested,
     }
+    return {**{kind: skipping_erased(SCHEMA, handler) for kind, handler in about_contacts.items()},
+            projections.ERASURE_REQUESTED: projections.on_erasure_requested}
 
 
 def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventConsumer]]:
@@ -49,8 +52,12 @@ def build(settings: Settings, db: Database) -> tuple[OutboxRelay, list[EventCons
     # call the process makes. Their rate limits are shared with the other replicas through the
     # database: a provider counts calls per credential, whichever process makes them.
     providers = adapters(limiter=PostgresRateLimiter(db, SCHEMA))
-    all_handlers = {**handlers(), jobs.JOB_REQUESTED: jobs.job_handler(providers, db, settings.secret_key)}
-    consumers = [EventConsumer.from_settings("enrichment", db, SCHEMA, all_handlers, settings)]
+    # Jobs have a queue of their own: a job waits on the providers' rate limits (up to
+    # <P>_MAX_WAIT), and consent events, a withdrawal above all, must never wait behind it.
+    jobs_consumer = EventConsumer.from_settings(
+        "enrichment-jobs", db, SCHEMA, {jobs.JOB_REQUESTED: jobs.job_handler(providers, db, settings.secret_key)},
+        settings, prefetch=1)
+    consumers = [EventConsumer.from_settings("enrichment", db, SCHEMA, handlers(), settings), jobs_consumer]
     return relay, consumers
 
 
@@ -58,7 +65,7 @@ def main() -> None:
     settings = Settings.from_env()
     json_logging.configure("enrichment-worker", settings.log_level)
     migrate(settings.database_url, SCHEMA, MIGRATIONS)
-    db = Database(settings.database_url, min_size=1, max_size=4, name="enrichment-worker").open()
+    db = Database(settings.database_url, min_size=1, max_size=8, name="enrichment-worker").open()
     relay, consumers = build(settings, db)
     freshness = FreshnessPolicy.from_env()
     try:

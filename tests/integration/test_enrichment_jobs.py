@@ -426,3 +426,17 @@ def test_a_job_abandoned_by_a_dead_worker_is_handed_out_again_then_given_up(iden
     assert sql.execute("SELECT attempts FROM enrichment.enrichment_jobs WHERE tenant_id = %s AND id = %s",
                        (tenant.id, running)).fetchone()["attempts"] == 0
     assert job(enrichment, tenant, lost)["status"] == "completed"
+
+
+def test_jobs_have_a_queue_of_their_own_so_consent_events_never_wait_behind_them(settings):
+    from services.enrichment.worker import build
+    from shared.db import Database
+
+    relay, consumers = build(settings, Database(settings.database_url, name="enrichment-build-test"))
+    by_name = {c.name: c for c in consumers}
+    assert set(by_name) == {"enrichment", "enrichment-jobs"}
+    assert by_name["enrichment-jobs"].topology.routing_keys == (jobs.JOB_REQUESTED,)
+    assert by_name["enrichment-jobs"].prefetch == 1  # one job at a time: they wait on rate limits
+    assert jobs.JOB_REQUESTED not in by_name["enrichment"].topology.routing_keys
+    assert "liaison.identity.consent.recorded" in by_name["enrichment"].topology.routing_keys
+    relay.publisher.close()
