@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench demo clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Liaison needs Python 3.11 or newer on the PATH"; exit 1; }
@@ -29,6 +29,11 @@ lint: install
 
 bench: install
 	$(PY) -m bench
+
+# The product's story over HTTP (scripts/demo.py): against the running stack if one answers, else
+# on a `make run` it starts and stops. DEMO_ARGS="--contacts 2000" for a shorter run.
+demo: install
+	$(PY) -m scripts.demo --start-stack $(DEMO_ARGS)
 
 clean:
 	-test -x $(PY) && $(PY) -m shared.embedded stop var/test
