@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache, wraps
+from functools import lru_cache, partial, wraps
+from pathlib import Path
 from typing import Any
 
 import marshmallow as ma
@@ -30,10 +31,13 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from shared import errors
-from shared.auth import KeyVerifier, Principal
+from shared import logging as json_logging
+from shared.auth import AdminAwareVerifier, CachedVerifier, KeyVerifier, Principal, RemoteVerifier
 from shared.db import Database, UnitOfWork
 from shared.logging import request_id
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, render
+from shared.migrate import migrate
+from shared.outbox import outbox_lag
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -346,6 +350,21 @@ def page(items: list[dict[str, Any]], limit: int, cursor_of: Callable[[dict[str,
 
 
 # -- the app factory ---------------------------------------------------------------------------
+def create_keyed_by_identity_app(name: str, schema: str, migrations: Path, blueprints: list[Any],
+                                 settings: Settings, *, description: str) -> Flask:
+    """The app of a service whose API keys identity owns (enrichment, campaigns): logging, its
+    schema migrated, its pool, keys checked with identity's GET /v1/api-keys/current and the
+    answer kept for KEY_CACHE_SECONDS, health and outbox lag, then create_service_app."""
+    json_logging.configure(name, settings.log_level)
+    migrate(settings.database_url, schema, migrations)
+    db = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                  name=name).open()
+    verifier = AdminAwareVerifier(
+        settings.admin_key, CachedVerifier(RemoteVerifier(settings.identity_url), settings.key_cache_seconds))
+    svc = Service(name, schema, settings, db, verifier, outbox_lag=partial(outbox_lag, db, [schema]))
+    return create_service_app(svc, blueprints, title=f"Liaison {name}", description=description)
+
+
 def create_service_app(
     svc: Service,
     blueprints: list[Any],
