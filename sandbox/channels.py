@@ -5,6 +5,7 @@ and the outbox that counts what they received.
     POST /2/dm_conversations/with/<participant_id>/messages   X API v2 direct message
     POST [/v19.0]/me/messages?access_token=...                Messenger Send API (Facebook, Instagram)
     GET  /sandbox/outbox[?channel=email|sms|social_dm]        what was received, each message once
+                                [&payload=false]            (without the messages' contents)
     DELETE /sandbox/outbox[?channel=...]                      forget it (between demos or tests)
 
 Email arrives through the SMTP sink (sandbox/smtp.py), which writes to the same outbox.
@@ -31,6 +32,7 @@ SMS number that is not a valid E.164 number (21211); a DM to a non-numeric X use
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -43,6 +45,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -79,21 +83,25 @@ class Outbox:
 
     def __init__(self, path: Path):
         self.path = path
+        self._local = threading.local()  # a connection per thread, opened on first use
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
+        # Kept open: opening SQLite and checking the table for every message cost more than the
+        # message (the SMTP sink receives thousands a second in the fault tests).
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
             conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; a test tool
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL,"
                 " key TEXT NOT NULL, payload TEXT NOT NULL, received INTEGER NOT NULL, first_at TEXT NOT NULL,"
                 " last_at TEXT NOT NULL, UNIQUE (channel, key))"
             )
-            yield conn
-        finally:
-            conn.close()
+            self._local.conn = conn
+        yield conn
 
     def record(self, channel: str, key: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Keeps the message unless (channel, key) is there already; returns the kept payload
@@ -108,23 +116,55 @@ class Outbox:
             ).fetchone()
         return json.loads(row[0]), row[1] == 1
 
-    def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+    def messages(self, channel: str | None = None, payload: bool = True) -> list[dict[str, Any]]:
+        """What was received, in order; without the payloads when `payload` is false (a count
+        of a hundred thousand emails needs their keys, not their bodies)."""
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT channel, key, payload, received, first_at, last_at FROM messages"
+                "SELECT channel, key, CASE WHEN ? THEN payload END, received, first_at, last_at FROM messages"
                 " WHERE ? IS NULL OR channel = ? ORDER BY seq",
-                (channel, channel),
+                (payload, channel, channel),
             ).fetchall()
         return [{"channel": r[0], "key": r[1], "received": r[3], "first_at": r[4], "last_at": r[5],
-                 "payload": json.loads(r[2])} for r in rows]
+                 **({"payload": _readable(json.loads(r[2]))} if payload else {})} for r in rows]
 
     def clear(self, channel: str | None = None) -> int:
         with self._connect() as conn:
             return conn.execute("DELETE FROM messages WHERE ? IS NULL OR channel = ?", (channel, channel)).rowcount
 
 
+RAW = "raw_message"  # an email as the SMTP sink received it (bytes as latin-1 text), parsed when read
+KEPT_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post")
+
+
+def email_summary(raw: bytes) -> dict[str, Any]:
+    """What the outbox shows of an email: its headers that matter, and its text and HTML parts."""
+    mail: EmailMessage = message_from_bytes(raw, policy=policy.default)  # type: ignore[assignment]
+    text = mail.get_body(preferencelist=("plain",))
+    html = mail.get_body(preferencelist=("html",))
+    return {
+        "headers": {name: str(mail[name]) for name in KEPT_HEADERS if mail[name] is not None},
+        "content_type": mail.get_content_type(),
+        "text": text.get_content() if text is not None else None,
+        "html": html.get_content() if html is not None else None,
+    }
+
+
+def _readable(payload: dict[str, Any]) -> dict[str, Any]:
+    if RAW not in payload:
+        return payload
+    kept = {name: value for name, value in payload.items() if name != RAW}
+    return {**kept, **email_summary(payload[RAW].encode("latin-1"))}
+
+
 def outbox() -> Outbox:
-    return Outbox(store_path())
+    return _outbox(store_path())
+
+
+@functools.lru_cache(maxsize=8)
+def _outbox(path: Path) -> Outbox:
+    """One Outbox per store, so that each thread of the process keeps its one connection."""
+    return Outbox(path)
 
 
 def _channel_arg() -> str | None:
@@ -140,7 +180,8 @@ def list_outbox() -> Response:
         channel = _channel_arg()
     except ValueError:
         return _json({"status": 400, "message": f"channel is one of {', '.join(CHANNELS)}"}, 400)
-    items = outbox().messages(channel)
+    payload = request.args.get("payload", "true").lower() not in {"false", "0", "no"}
+    items = outbox().messages(channel, payload=payload)
     return _json({"items": items, "count": len(items)})
 
 

@@ -16,33 +16,22 @@ import os
 import signal
 import threading
 import uuid
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from typing import Any
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from sandbox.channels import Outbox, store_path
+from sandbox.channels import RAW, Outbox, store_path
 from shared.settings import env_number
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8025
-KEPT_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post")
-
-
-def summary(raw: bytes) -> dict[str, Any]:
-    """What the outbox keeps of an email: its headers that matter, and its text and HTML parts."""
-    mail: EmailMessage = message_from_bytes(raw, policy=policy.default)  # type: ignore[assignment]
-    text = mail.get_body(preferencelist=("plain",))
-    html = mail.get_body(preferencelist=("html",))
-    return {
-        "headers": {name: str(mail[name]) for name in KEPT_HEADERS if mail[name] is not None},
-        "content_type": mail.get_content_type(),
-        "text": text.get_content() if text is not None else None,
-        "html": html.get_content() if html is not None else None,
-    }
+def message_id(raw: bytes) -> str | None:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    value = headers.get("Message-ID")
+    return " ".join(str(value).split()) if value else None
 
 
 class SinkHandler:
@@ -62,10 +51,11 @@ class SinkHandler:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode()
-        message = summary(raw)
-        key = message["headers"].get("Message-ID") or f"<{uuid.uuid4()}@sandbox>"
+        # Only the headers are parsed here, the message is kept as it came: parsing MIME cost more
+        # than everything else the sink does, and the outbox parses it when someone reads it.
+        key = message_id(raw) or f"<{uuid.uuid4()}@sandbox>"
         self.outbox.record("email", key, {"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
-                                          **message})
+                                          RAW: raw.decode("latin-1")})
         return "250 Message accepted for delivery"
 
 

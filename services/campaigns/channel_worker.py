@@ -13,11 +13,15 @@ Links in messages: tracked clicks, the open pixel and the one-click unsubscribe 
 services.campaigns.tracking, signed with LIAISON_SECRET_KEY, on CAMPAIGNS_PUBLIC_URL (the address
 people and providers reach campaigns at; CAMPAIGNS_URL by default). The SMS status callback is
 CAMPAIGNS_PUBLIC_URL + /v1/campaigns/callbacks/sms.
+
+CAMPAIGNS_SEND_CONCURRENCY (8): messages each channel consumer hands to its provider at once, on
+threads of its own (each with its own SMTP connection or HTTP connection from the pool).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,14 +29,14 @@ from services.campaigns import CHANNELS, SCHEMA, tracking
 from services.campaigns.channels import adapters as channel_adapters
 from services.campaigns.channels.base import ChannelAdapter
 from services.campaigns.dispatch import DISPATCH
-from services.campaigns.sending import Links, Render, TrackingLinks, dispatch_handler
+from services.campaigns.sending import CONCURRENCY, Links, Render, TrackingLinks, dispatch_handler
 from services.campaigns.templates import render_content
 from services.campaigns.worker import MIGRATIONS
 from shared import logging as json_logging
 from shared.consumer import EventConsumer
 from shared.db import Database
 from shared.migrate import migrate
-from shared.settings import Settings
+from shared.settings import Settings, env_number
 from shared.worker import run_worker
 
 
@@ -70,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     db = Database(settings.database_url, min_size=1, max_size=2 * len(channels) + 1,
                   name="campaigns-channels").open()
     try:
-        consumers = build(settings, db, channels, channel_adapters(), render_content, tracking_links(settings))
+        concurrency = env_number(os.environ, "CAMPAIGNS_SEND_CONCURRENCY", CONCURRENCY, 1, 64)
+        consumers = build(settings, db, channels, channel_adapters(), render_content, tracking_links(settings),
+                          concurrency=concurrency)
         # No relay here: the campaigns worker relays the outbox these consumers write to.
         run_worker("campaigns-channels", None, consumers, [])
     finally:

@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from email import message_from_bytes, policy
@@ -48,6 +49,7 @@ class Capture:
 
     def __init__(self) -> None:
         self.envelopes: list = []
+        self.peers: list = []  # the client's address and port, per message
         self.reply = "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -58,6 +60,7 @@ class Capture:
 
     async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
+        self.peers.append(session.peer)
         return self.reply
 
 
@@ -100,6 +103,31 @@ def test_an_email_is_multipart_alternative_with_one_click_unsubscribe(smtp):
     assert mail["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert mail["Message-ID"] == f"<{DELIVERY}@liaison>"
+
+
+def test_an_email_in_french_arrives_with_its_accents_and_one_line_subject(smtp):
+    handler, port = smtp
+    adapter = EmailAdapter(SmtpConfig.from_env({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
+                                                "CAMPAIGNS_EMAIL_FROM": "Boutique Été <offres@acme.example>"}))
+    adapter.send(OutgoingMessage(DELIVERY, TENANT, "email", "chloe@example.com",
+                                 {"subject": "Chloé, -20 %\r\nBcc: eve@example.com", "text": "Bonjour Chloé, à bientôt"}))
+
+    [envelope] = handler.envelopes
+    mail = message_from_bytes(envelope.original_content, policy=policy.default)
+    assert envelope.mail_from == "offres@acme.example" and envelope.rcpt_tos == ["chloe@example.com"]
+    assert mail["Subject"] == "Chloé, -20 % Bcc: eve@example.com" and mail["Bcc"] is None
+    assert mail["From"] == "Boutique Été <offres@acme.example>"
+    assert mail.get_content_type() == "text/plain"
+    assert mail.get_content().strip() == "Bonjour Chloé, à bientôt"
+
+
+def test_one_connection_carries_many_emails(smtp):
+    handler, port = smtp
+    adapter = email_adapter(port)
+    for n in range(3):
+        adapter.send(email(f"user{n}@example.com", str(uuid.uuid4())))
+    assert len(handler.envelopes) == 3
+    assert len(set(handler.peers)) == 1
 
 
 def test_sending_again_gives_the_same_message_id(smtp):

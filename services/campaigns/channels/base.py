@@ -87,6 +87,10 @@ REJECTED = "rejected"
 
 class ChannelAdapter(Protocol):
     channel: str
+    # Whether the provider recognises a message sent again with the same idempotency key: the
+    # sender then claims and records deliveries by the chunk; otherwise one at a time, so that a
+    # worker killed mid-chunk repeats at most one message.
+    idempotent: bool
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
 

@@ -101,6 +101,7 @@ class SmsConfig:
 
 class SmsAdapter:
     channel = "sms"
+    idempotent = True
 
     def __init__(self, config: SmsConfig | None = None, session: requests.Session | None = None):
         self.config = config or SmsConfig.from_env()

@@ -110,6 +110,7 @@ def choose_handle(handles: list[Mapping[str, object]], preferred: str | None = N
 
 class SocialDmAdapter:
     channel = "social_dm"
+    idempotent = False
 
     def __init__(self, config: SocialDmConfig | None = None, session: requests.Session | None = None):
         self.config = config or SocialDmConfig.from_env()

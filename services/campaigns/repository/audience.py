@@ -43,6 +43,15 @@ def contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> dict[str, Any] 
     ).fetchone()
 
 
+def contacts(uow: UnitOfWork, tenant_id: str, contact_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """These contacts' rows, by contact id (as text); the unknown ones are missing."""
+    rows = uow.execute(
+        "SELECT * FROM campaigns.audience WHERE tenant_id = %s AND contact_id = ANY(%s::uuid[])",
+        (tenant_id, contact_ids),
+    ).fetchall()
+    return {str(row["contact_id"]): row for row in rows}
+
+
 def drop_contact(uow: UnitOfWork, tenant_id: str, contact_id: str) -> None:
     uow.execute("DELETE FROM campaigns.audience WHERE tenant_id = %s AND contact_id = %s", (tenant_id, contact_id))
 
@@ -137,6 +146,16 @@ def is_allowed(uow: UnitOfWork, tenant_id: str, contact_id: str, purpose: str, n
         " AND status = 'granted' AND (expires_at IS NULL OR expires_at > %s)",
         (tenant_id, contact_id, purpose, now),
     ).fetchone() is not None
+
+
+def allowed(uow: UnitOfWork, tenant_id: str, contact_ids: list[str], now: datetime) -> set[tuple[str, str]]:
+    """The (contact id, purpose) pairs these contacts have a stored, unexpired grant for."""
+    rows = uow.execute(
+        "SELECT contact_id::text AS contact_id, purpose FROM campaigns.audience_consents WHERE tenant_id = %s"
+        " AND contact_id = ANY(%s::uuid[]) AND status = 'granted' AND (expires_at IS NULL OR expires_at > %s)",
+        (tenant_id, contact_ids, now),
+    ).fetchall()
+    return {(row["contact_id"], row["purpose"]) for row in rows}
 
 
 # -- handles -----------------------------------------------------------------------------------
