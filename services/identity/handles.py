@@ -60,8 +60,11 @@ def _from_url(network: str, text: str) -> str:
     rules = RULES[network]
     if "://" not in text:
         text = "https://" + text
-    parts = urlsplit(text)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(text)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # "]/" reads as a broken IPv6 host
+        raise InvalidHandle(f"{text!r} is not a {network} profile address") from None
     if host.startswith("www."):
         host = host[4:]
     if host not in rules.hosts:

@@ -55,6 +55,18 @@ def test_openapi_documents_every_identity_path_with_bearer_auth(identity):
     assert paths["/v1/contacts"]["post"]["security"] == [{"bearerAuth": []}]
 
 
+def test_openapi_problems_admit_extension_members_and_bounds_are_numbers(identity, campaigns):
+    """What schemathesis (tests/contract) found in the documents: a 409's `status_now` broke the
+    Problem schema, a Decimal's bounds were strings, and an empty Idempotency-Key was allowed."""
+    problem = identity.get("/openapi.json").json["components"]["schemas"]["Problem"]
+    assert problem["additionalProperties"] is True  # RFC 9457 extension members
+    doc = campaigns.get("/openapi.json").json
+    value = doc["components"]["schemas"]["ConversionIn"]["properties"]["value"]
+    assert (value["minimum"], value["maximum"]) == (0, 10**9)
+    [key] = [p for p in doc["paths"]["/v1/conversions"]["post"]["parameters"] if p["name"] == "Idempotency-Key"]
+    assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, 255)
+
+
 def test_a_missing_or_unknown_key_is_401(identity):
     body = assert_problem(identity.get("/v1/contacts"), 401)
     assert "Bearer" in body["detail"]
@@ -168,6 +180,33 @@ def test_a_value_the_database_cannot_store_is_422_and_changes_nothing(identity, 
     for body in (contact_body("nul", first_name="a\u0000b"), contact_body("nul", attributes={"k": "a\u0000"})):
         assert_problem(identity.post("/v1/contacts", json=body, headers=tenant.crm), 422)
     assert identity.get("/v1/contacts?crm_system=salesforce&crm_id=nul", headers=tenant.crm).json["items"] == []
+
+
+def test_json_that_could_not_be_stored_or_published_is_refused_never_a_500(identity, tenant):
+    """Found by schemathesis (tests/contract): jsonb parameters and bus messages are written with
+    orjson, which cannot write a lone surrogate, NaN, an integer beyond 64 bits (jsonb gives a
+    stored 1e20 back as one) or a structure nested ~255 deep."""
+    json_headers = {**tenant.crm, "Content-Type": "application/json"}
+    row = '{"crm_ref": {"system": "salesforce", "id": "odd"}, %s}'
+    for fields, status in (('"first_name": "\\udc00x"', 400), ('"attributes": {"\\ud800": 1}', 400),
+                           ('"attributes": {"k": NaN}', 400), ('"attributes": {"k": 1e400}', 400),
+                           ('"attributes": {"k": 123456789012345678901234567890}', 422),
+                           ('"attributes": {"k": 1e20}', 422), ('"attributes": {"k": -9223372036854775809}', 422),
+                           ('"attributes": {"k": ' + "[" * 300 + "]" * 300 + "}", 422)):
+        assert_problem(identity.post("/v1/contacts", data=row % fields, headers=json_headers), status)
+        bulk = '{"contacts": [%s]}' % (row % fields)
+        assert_problem(identity.post("/v1/contacts/bulk", data=bulk, headers=json_headers), status)
+    assert identity.get("/v1/contacts?crm_system=salesforce&crm_id=odd", headers=tenant.crm).json["items"] == []
+    big = assert_problem(identity.post("/v1/contacts/bulk", data='{"contacts": [%s]}' % (
+        row % '"attributes": {"k": 1E+20}'), headers=json_headers), 422)
+    assert list(big["errors"]) == ["contacts.0.attributes.k"]
+    # The largest numbers that can be stored are stored, and the contact can still be changed.
+    fine = identity.post("/v1/contacts", data=row % '"attributes": {"k": 18446744073709551615, "j": 1.5e18}',
+                         headers=json_headers)
+    assert fine.status_code == 201, fine.json
+    assert fine.json["attributes"] == {"k": 18446744073709551615, "j": 1500000000000000000}
+    patched = identity.patch(f"/v1/contacts/{fine.json['id']}", json={"first_name": "Odd"}, headers=tenant.crm)
+    assert patched.status_code == 200, patched.json
 
 
 def test_a_database_outage_is_a_503_problem_the_client_may_retry(settings, tenant):

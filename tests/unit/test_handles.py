@@ -41,3 +41,8 @@ def test_what_is_not_a_handle_is_refused_with_a_reason(network, raw):
     with pytest.raises(InvalidHandle) as error:
         normalize(network, raw)
     assert str(error.value)
+
+
+def test_a_handle_that_breaks_url_parsing_is_refused_not_a_crash():
+    with pytest.raises(InvalidHandle):
+        normalize("x", "]/")

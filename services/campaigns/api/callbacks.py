@@ -20,13 +20,12 @@ import os
 from collections.abc import Mapping
 
 from flask import Response, request
-from flask_smorest import Blueprint
 
 from services.campaigns import tracking
 from services.campaigns.sending import SMS_CALLBACK_PATH, set_status
 from shared import errors
 from shared.events import utcnow
-from shared.web import service, unit_of_work
+from shared.web import Blueprint, service, unit_of_work
 
 blp = Blueprint("callbacks", __name__, url_prefix="/v1/campaigns/callbacks",
                 description="Providers' delivery reports (no API key: signed by the provider)")

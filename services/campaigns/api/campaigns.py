@@ -9,13 +9,13 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.campaigns import CHANNELS, campaigns, results, templates, tracking
 from services.campaigns.repository import campaigns as repo
 from shared import errors
 from shared.events import rfc3339
 from shared.web import (
+    Blueprint,
     PageArgs,
     decode_cursor,
     idempotent,

@@ -6,11 +6,10 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.campaigns import audience
 from shared import errors
-from shared.web import requires, tenant_id, unit_of_work
+from shared.web import Blueprint, requires, tenant_id, unit_of_work
 
 blp = Blueprint("campaign_contacts", __name__, url_prefix="/v1/campaigns/contacts",
                 description="What campaigns holds about a contact")

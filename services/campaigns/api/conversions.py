@@ -6,18 +6,19 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.campaigns import results
-from shared.web import idempotent, requires, tenant_id, unit_of_work
+from shared.web import Blueprint, idempotent, requires, tenant_id, unit_of_work
 
 blp = Blueprint("conversions", __name__, url_prefix="/v1/conversions", description="Conversions and attribution")
 
 
 class ConversionInSchema(ma.Schema):
     contact_id = ma.fields.UUID(required=True)
+    # The bounds again as numbers for the document: apispec writes a Decimal field's bounds as
+    # the strings "0.00" and "1000000000.00", which makes the OpenAPI document invalid.
     value = ma.fields.Decimal(required=True, places=2, as_string=False, allow_nan=False,
-                              validate=ma.validate.Range(0, 10**9))
+                              validate=ma.validate.Range(0, 10**9), metadata={"minimum": 0, "maximum": 10**9})
     currency = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217, e.g. EUR"))
     occurred_at = ma.fields.AwareDateTime(required=True)
     campaign_id = ma.fields.UUID(allow_none=True, metadata={

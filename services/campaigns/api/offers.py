@@ -7,10 +7,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.campaigns import offers, templates, tracking
-from shared.web import requires, service, tenant_id, unit_of_work
+from shared.web import Blueprint, requires, service, tenant_id, unit_of_work
 
 blp = Blueprint("offers", __name__, url_prefix="/v1/offers", description="Inbound offers")
 

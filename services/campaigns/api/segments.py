@@ -8,11 +8,20 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.campaigns import PURPOSES, segments
 from shared import errors
-from shared.web import PageArgs, decode_cursor, idempotent, page, page_schema, requires, tenant_id, unit_of_work
+from shared.web import (
+    Blueprint,
+    PageArgs,
+    decode_cursor,
+    idempotent,
+    page,
+    page_schema,
+    requires,
+    tenant_id,
+    unit_of_work,
+)
 
 blp = Blueprint("segments", __name__, url_prefix="/v1/segments",
                 description="Dynamic segments of the audience, evaluated when asked")
@@ -38,14 +47,20 @@ RULES_DOC = (
 )
 
 
+RULES_EXAMPLE = {"all": [{"field": "country", "op": "eq", "value": "FR"},
+                         {"any": [{"field": "interests", "op": "contains", "value": "running"},
+                                  {"field": "consent.email_marketing", "op": "eq", "value": "granted"}]}]}
+
+
 class SegmentInSchema(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(1, 200))
-    rules = ma.fields.Dict(required=True, metadata={"description": RULES_DOC})
+    name = ma.fields.String(required=True, validate=ma.validate.Length(1, 200),
+                            metadata={"example": "Runners in France"})
+    rules = ma.fields.Dict(required=True, metadata={"description": RULES_DOC, "example": RULES_EXAMPLE})
 
 
 class SegmentPatchSchema(ma.Schema):
-    name = ma.fields.String(validate=ma.validate.Length(1, 200))
-    rules = ma.fields.Dict(metadata={"description": RULES_DOC})
+    name = ma.fields.String(validate=ma.validate.Length(1, 200), metadata={"example": "Runners in France"})
+    rules = ma.fields.Dict(metadata={"description": RULES_DOC, "example": RULES_EXAMPLE})
 
     @ma.validates_schema
     def _something(self, data: dict[str, Any], **_: Any) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import html
 
 from flask import Response, request
-from flask_smorest import Blueprint
 
 from services.campaigns import tracking
 from shared import errors
-from shared.web import service, unit_of_work
+from shared.web import Blueprint, service, unit_of_work
 
 blp = Blueprint("tracking", __name__, url_prefix="/t",
                 description="Opens, clicks and one-click unsubscribe, from the recipients' messages (no API key)")

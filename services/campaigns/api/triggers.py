@@ -6,12 +6,21 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.campaigns import CHANNELS, templates, triggers
 from services.campaigns.api.campaigns import DELIVERY_STATUSES, DeliveryListSchema, delivery_view, parse_cursor_id
 from services.campaigns.repository import triggers as repo
-from shared.web import PageArgs, decode_cursor, idempotent, page, page_schema, requires, tenant_id, unit_of_work
+from shared.web import (
+    Blueprint,
+    PageArgs,
+    decode_cursor,
+    idempotent,
+    page,
+    page_schema,
+    requires,
+    tenant_id,
+    unit_of_work,
+)
 
 blp = Blueprint("triggers", __name__, url_prefix="/v1/triggers", description="Event-triggered sends")
 
@@ -33,7 +42,8 @@ class TriggerInSchema(ma.Schema):
     conditions = ma.fields.Nested(ConditionsSchema)
     channel = ma.fields.String(required=True, validate=ma.validate.OneOf(CHANNELS))
     content = ma.fields.Dict(required=True, metadata={
-        "description": "The channel's content, as a campaign's: {subject, body} for email, {body} otherwise"})
+        "description": "The channel's content, as a campaign's: {subject, body} for email, {body} otherwise",
+        "example": {"subject": "Welcome, {{ contact.first_name }}", "body": "Glad to have you."}})
     cooldown_hours = ma.fields.Integer(load_default=24, strict=True, validate=ma.validate.Range(0, 24 * 365),
                                        metadata={"description": "At most one message per contact in this time"})
 
@@ -66,7 +76,9 @@ TriggerListSchema = page_schema(TriggerSchema, "TriggerListSchema")
 class Triggers(MethodView):
     @requires("marketing")
     @idempotent
-    @blp.arguments(TriggerInSchema())
+    @blp.arguments(TriggerInSchema(), example={
+        "name": "Welcome", "event": "contact.created", "channel": "email", "cooldown_hours": 24,
+        "content": {"subject": "Welcome, {{ contact.first_name }}", "body": "Glad to have you."}})
     @blp.response(201, TriggerSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a trigger: a message sent within seconds of an event, under the same consent rules"""

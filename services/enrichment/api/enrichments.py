@@ -6,10 +6,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.enrichment import jobs
-from shared.web import idempotent, requires, tenant_id, unit_of_work
+from shared.web import Blueprint, idempotent, requires, tenant_id, unit_of_work
 
 blp = Blueprint("enrichments", __name__, url_prefix="/v1/enrichments",
                 description="Gathering a contact's profile from social networks and a person vendor")

@@ -6,11 +6,10 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.enrichment import jobs, profiles, projections
 from shared import errors
-from shared.web import requires, tenant_id, unit_of_work
+from shared.web import Blueprint, requires, tenant_id, unit_of_work
 
 blp = Blueprint("profiles", __name__, url_prefix="/v1/profiles",
                 description="Contact profiles: demographics, influence, engagement, geolocation")

@@ -6,10 +6,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.enrichment import credentials
-from shared.web import current_principal, page_schema, requires, service, tenant_id, unit_of_work
+from shared.web import Blueprint, current_principal, page_schema, requires, service, tenant_id, unit_of_work
 
 blp = Blueprint("providers", __name__, url_prefix="/v1/providers",
                 description="The providers enrichment asks, and the tenant's own credentials for them")
@@ -37,7 +36,8 @@ class CredentialsInSchema(ma.Schema):
         metadata={"description": "Exactly the provider's `fields`, each a non-empty string: "
                                  "x `{bearer_token}`, fullcontact `{api_key}`, facebook `{access_token}`, "
                                  "instagram `{access_token, business_account_id}`. Stored encrypted; "
-                                 "never shown again."},
+                                 "never shown again.",
+                  "example": {"bearer_token": "AAAAAAAAAAAAAAAAAAAAAExample"}},
     )
 
 

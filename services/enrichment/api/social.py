@@ -8,11 +8,20 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.enrichment import social
 from shared import errors
-from shared.web import PageArgs, decode_cursor, idempotent, page, page_schema, requires, tenant_id, unit_of_work
+from shared.web import (
+    Blueprint,
+    PageArgs,
+    decode_cursor,
+    idempotent,
+    page,
+    page_schema,
+    requires,
+    tenant_id,
+    unit_of_work,
+)
 
 blp = Blueprint("social", __name__, url_prefix="/v1/social", description="Social listening feed")
 

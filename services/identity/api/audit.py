@@ -8,11 +8,10 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.identity import audit_chain
 from shared import errors
-from shared.web import PageArgs, decode_cursor, page, page_schema, requires, tenant_id, unit_of_work
+from shared.web import Blueprint, PageArgs, decode_cursor, page, page_schema, requires, tenant_id, unit_of_work
 
 blp = Blueprint(
     "audit", __name__, url_prefix="/v1/audit",

@@ -10,10 +10,10 @@ from typing import Any
 import marshmallow as ma
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.identity import consents
 from shared.web import (
+    Blueprint,
     PageArgs,
     current_principal,
     decode_cursor,

@@ -6,12 +6,12 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.identity import contacts
 from services.identity.api.contact_rows import quick_load
 from services.identity.api.fields import EachRow, Email, Locale, Phone, TimeZone
 from shared.web import (
+    Blueprint,
     PageArgs,
     current_principal,
     decode_cursor,

@@ -9,11 +9,11 @@ from typing import Any
 import marshmallow as ma
 from flask import g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.identity import erasure, export
 from shared import errors
 from shared.web import (
+    Blueprint,
     PageArgs,
     current_principal,
     decode_cursor,

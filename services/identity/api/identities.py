@@ -6,11 +6,10 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.identity import identities
 from services.identity.handles import NETWORKS
-from shared.web import current_principal, idempotent, page_schema, requires, tenant_id, unit_of_work
+from shared.web import Blueprint, current_principal, idempotent, page_schema, requires, tenant_id, unit_of_work
 
 blp = Blueprint("identities", __name__, url_prefix="/v1", description="Social identities")
 

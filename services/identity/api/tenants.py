@@ -6,12 +6,11 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from services.identity import tenants
 from shared.auth import SCOPES
 from shared.events import rfc3339
-from shared.web import current_principal, idempotent, requires, unit_of_work
+from shared.web import Blueprint, current_principal, idempotent, requires, unit_of_work
 
 blp = Blueprint("tenants", __name__, url_prefix="/v1", description="Tenants and their API keys")
 
