@@ -169,3 +169,9 @@ def tenant(identity, admin) -> Tenant:
 @pytest.fixture()
 def other_tenant(identity, admin) -> Tenant:
     return make_tenant(identity, admin, "Globex")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault tests last: they take minutes, restart the broker and PostgreSQL, and every
+    quicker test should have spoken by then."""
+    items.sort(key=lambda item: "/tests/faults/" in str(item.path))

@@ -14,7 +14,7 @@ services.campaigns.tracking, signed with LIAISON_SECRET_KEY, on CAMPAIGNS_PUBLIC
 people and providers reach campaigns at; CAMPAIGNS_URL by default). The SMS status callback is
 CAMPAIGNS_PUBLIC_URL + /v1/campaigns/callbacks/sms.
 
-CAMPAIGNS_SEND_CONCURRENCY (8): messages each channel consumer hands to its provider at once, on
+CAMPAIGNS_SEND_CONCURRENCY (16): messages each channel consumer hands to its provider at once, on
 threads of its own (each with its own SMTP connection or HTTP connection from the pool).
 """
 

@@ -84,7 +84,7 @@ RENDER_FAILED = "render_failed"
 NO_CONTENT = "no_content"
 MAX_DELIVERY_ATTEMPTS = 3
 CHUNK = 50  # deliveries claimed, and then recorded, in one transaction (see the module docstring)
-CONCURRENCY = 8  # sends in flight per channel consumer (CAMPAIGNS_SEND_CONCURRENCY)
+CONCURRENCY = 16  # sends in flight per channel consumer (CAMPAIGNS_SEND_CONCURRENCY)
 SMS_CALLBACK_PATH = "/v1/campaigns/callbacks/sms"
 
 Render = Callable[[str, dict[str, Any], dict[str, Any], dict[str, Any], Callable[[str], str]], dict[str, Any]]

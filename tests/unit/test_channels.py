@@ -109,8 +109,8 @@ def test_an_email_in_french_arrives_with_its_accents_and_one_line_subject(smtp):
     handler, port = smtp
     adapter = EmailAdapter(SmtpConfig.from_env({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
                                                 "CAMPAIGNS_EMAIL_FROM": "Boutique Été <offres@acme.example>"}))
-    adapter.send(OutgoingMessage(DELIVERY, TENANT, "email", "chloe@example.com",
-                                 {"subject": "Chloé, -20 %\r\nBcc: eve@example.com", "text": "Bonjour Chloé, à bientôt"}))
+    content = {"subject": "Chloé, -20 %\r\nBcc: eve@example.com", "text": "Bonjour Chloé, à bientôt"}
+    adapter.send(OutgoingMessage(DELIVERY, TENANT, "email", "chloe@example.com", content))
 
     [envelope] = handler.envelopes
     mail = message_from_bytes(envelope.original_content, policy=policy.default)

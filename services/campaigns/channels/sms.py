@@ -45,6 +45,7 @@ from services.campaigns.channels.base import (
     env_timeout,
     environment,
     json_body,
+    pooled_session,
     post,
 )
 
@@ -105,7 +106,7 @@ class SmsAdapter:
 
     def __init__(self, config: SmsConfig | None = None, session: requests.Session | None = None):
         self.config = config or SmsConfig.from_env()
-        self.session = session or requests.Session()
+        self.session = session or pooled_session()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         cfg = self.config

@@ -51,6 +51,7 @@ from services.campaigns.channels.base import (
     env_timeout,
     environment,
     json_body,
+    pooled_session,
     post,
 )
 
@@ -114,7 +115,7 @@ class SocialDmAdapter:
 
     def __init__(self, config: SocialDmConfig | None = None, session: requests.Session | None = None):
         self.config = config or SocialDmConfig.from_env()
-        self.session = session or requests.Session()
+        self.session = session or pooled_session()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         if not message.address:
