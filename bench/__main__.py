@@ -30,8 +30,8 @@ QUICK = {
     "bulk": ["--contacts", "20000", "--batch", "2000", "--relay-seconds", "5", "--publish-messages", "5000"],
     "enrichment": ["--events", "5000", "--contacts", "1000", "--jobs", "100", "--round-trip-messages", "2000"],
     "segments": ["--contacts", "50000", "--runs", "5"],
-    "campaigns": ["--recipients", "20000", "--sms", "300", "--raw-sms", "200", "--round-trip-messages", "200",
-                  "--checkins", "5", "--raw-samples", "30"],
+    "campaigns": ["--recipients", "20000", "--sms", "300", "--raw-sms", "200", "--emails", "1000",
+                  "--raw-emails", "300", "--round-trip-messages", "200", "--checkins", "5", "--raw-samples", "30"],
 }
 
 

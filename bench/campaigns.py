@@ -22,11 +22,14 @@ import json
 import math
 import secrets
 import select
+import smtplib
+import socket
 import statistics
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +52,7 @@ from bench.common import (
     compare,
     create_tenant,
     expect,
+    free_port,
     fresh_database,
     process_cpu_seconds,
     profiled_processes,
@@ -58,7 +62,7 @@ from bench.common import (
     service_env,
 )
 from bench.enrichment import consumers_on, raw_round_trip
-from services.campaigns import dispatch
+from services.campaigns import dispatch, sending
 from services.campaigns.channels.sms import SANDBOX_FROM
 from services.enrichment import GEOLOCATION
 from shared.bus import ACCEPT, CLOUDEVENTS_CONTENT_TYPE, DIRECT_EXCHANGE, EVENTS_EXCHANGE
@@ -77,6 +81,8 @@ SHOP = ("Lyon Part-Dieu", 45.7605, 4.8597)  # the trigger's geofence; check-ins 
 LAUNCH_TARGET_S = 60.0
 RSS_TARGET_MB = 300.0
 LATENCY_TARGET_MS = 1000.0
+RAW_CLIENTS = 16
+EMAIL_WORKER = ["-m", "services.campaigns.channel_worker", "--channels", "email"]
 
 EMAIL_CONTENT = {"subject": "{{ contact.first_name }}, the winter collection is in",
                  "body": "Hello {{ contact.first_name }},\n\nOur winter collection is in the shops and online: "
@@ -423,8 +429,9 @@ def launch_phase(args: argparse.Namespace, database_url: str, broker_url: str, p
 # -- 2. the dispatch ---------------------------------------------------------------------------
 def raw_sandbox_sms(sandbox: Server, count: int, clients: int) -> Line:
     """The sandbox alone answering `count` Twilio-shaped POSTs (distinct idempotency tokens, as
-    the SMS adapter sends them) from `clients` requests.Session clients at once: as many as there
-    are channel workers, each of which sends one message at a time."""
+    the SMS adapter sends them) from `clients` requests.Session clients at once: as many as the
+    channel workers have sends in flight (capped at RAW_CLIENTS: more threads in this one
+    process would measure its GIL, not the sandbox)."""
     todo = list(range(count))
     lock = threading.Lock()
     failures: list[str] = []
@@ -462,8 +469,9 @@ def raw_sandbox_sms(sandbox: Server, count: int, clients: int) -> Line:
                 details={"requests": count, "seconds": round(seconds, 2), "note": "app CPU: the sandbox's workers"})
 
 
-def sandbox_messages(sandbox: Server, channel: str) -> list[dict[str, Any]]:
-    response = requests.get(sandbox.url + "/sandbox/outbox", params={"channel": channel}, timeout=120)
+def sandbox_messages(sandbox: Server, channel: str, payload: bool = True) -> list[dict[str, Any]]:
+    response = requests.get(sandbox.url + "/sandbox/outbox", timeout=120,
+                            params={"channel": channel, "payload": str(payload).lower()})
     expect(response, 200)
     return response.json()["items"]
 
@@ -481,8 +489,9 @@ def dispatch_phase(args: argparse.Namespace, env: dict[str, str], database_url: 
     campaign_id = campaign_for(campaigns, key, "Weekend SMS", ["sms"])
 
     raw_count = min(count, args.raw_sms)
-    say(f"raw: the sandbox alone, {raw_count:,} SMS over {workers_n} clients")
-    sandbox_raw = raw_sandbox_sms(sandbox, raw_count, workers_n)
+    clients = min(RAW_CLIENTS, workers_n * sending.CONCURRENCY)
+    say(f"raw: the sandbox alone, {raw_count:,} SMS over {clients} clients")
+    sandbox_raw = raw_sandbox_sms(sandbox, raw_count, clients)
     clear_sandbox(sandbox)
     say(f"sandbox alone: {sandbox_raw.rate:,.0f} req/s")
     body = CloudEvent(dispatch.DISPATCH["sms"], "bench", tenant_id, {
@@ -561,6 +570,113 @@ def dispatch_phase(args: argparse.Namespace, env: dict[str, str], database_url: 
         f"each once")
     clear_sandbox(sandbox)
     return [line, sandbox_raw, bus_raw]
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def raw_smtp_sink(port: int, messages: list[bytes], clients: int) -> Line:
+    """The SMTP sink alone taking `messages` (built as the email adapter builds them) over
+    `clients` kept connections, as smtplib sends them."""
+    todo = list(messages)
+    lock = threading.Lock()
+
+    def client() -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    message = todo.pop()
+                smtp.sendmail("offers@liaison.invalid", ["someone@example.com"], message)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, name=f"smtp-{i}") for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    return Line(f"SMTP sink alone: {len(messages):,} emails over {clients} connections (smtplib)",
+                len(messages) / seconds, "emails/s", details={"seconds": round(seconds, 2)})
+
+
+def email_phase(args: argparse.Namespace, env: dict[str, str], database_url: str, broker_url: str, prefix: str,
+                identity: Server, campaigns: Server, sandbox: Server, smtp_port: int) -> list[Line]:
+    """A campaign by email to `--emails` contacts (the launch's consent mix: about 70 % of them
+    eligible), sent by the channel workers through the SMTP sink."""
+    from services.campaigns.channels.base import OutgoingMessage
+    from services.campaigns.channels.email import WIRE, build_message
+
+    tenant_id, key = create_tenant(identity, "bench-email")
+    count, workers_n = args.emails, args.channel_workers
+    say(f"email: seeding {count:,} contacts (SQL)")
+    seed_audience(database_url, tenant_id, count, phone_share=0.0, sms_share=0.0, suppressed_share=0.005)
+    campaign_id = campaign_for(campaigns, key, "Winter newsletter", ["email"])
+
+    sample = OutgoingMessage(str(uuid.uuid4()), tenant_id, "email", "jeanne.martin@example.com",
+                             {"subject": "Jeanne, the winter collection is in", "text": EMAIL_CONTENT["body"] * 2,
+                              "html": "<p>" + EMAIL_CONTENT["body"] * 2 + "</p>"},
+                             unsubscribe_url=f"{campaigns.url}/t/u/" + "x" * 90)
+    raw_count = min(count, args.raw_emails)
+    messages = [build_message(replace(sample, delivery_id=str(uuid.uuid4())), "Liaison <offers@liaison.invalid>")
+                .as_bytes(policy=WIRE) for _ in range(raw_count)]
+    clients = min(RAW_CLIENTS, workers_n * sending.CONCURRENCY)
+    say(f"raw: the SMTP sink alone, {raw_count:,} emails over {clients} connections")
+    sink_raw = raw_smtp_sink(smtp_port, messages, clients)
+    clear_sandbox(sandbox)
+    say(f"SMTP sink alone: {sink_raw.rate:,.0f} emails/s")
+
+    with background_processes({**env, "LOG_LEVEL": "WARNING"}, [EMAIL_WORKER] * workers_n,
+                              "campaigns-email-worker") as senders:
+        wait_consumers(broker_url, f"{prefix}campaigns-email", workers_n, senders)
+        meter = CpuMeter(None, database_url, "campaigns-channels")
+        meter.start()
+        cpu0 = sum(process_cpu_seconds(p.pid) for p in senders)
+        say(f"email: launching the campaign to {count:,} contacts; the channel workers send")
+        api(campaigns, key, "POST", f"/v1/campaigns/{campaign_id}/launch", 202)
+        deadline = time.monotonic() + args.dispatch_timeout
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while True:
+                left, total = conn.execute(
+                    "SELECT count(*) FILTER (WHERE status IN ('queued', 'sending')), count(*)"
+                    " FROM campaigns.deliveries WHERE tenant_id = %s AND campaign_id = %s",
+                    (tenant_id, campaign_id)).fetchone()
+                if total and not left:
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{left} of {total} email deliveries not sent after {args.dispatch_timeout} s")
+                for process in senders:
+                    if process.poll() is not None:
+                        raise BenchError(f"a channel worker exited with {process.returncode}")
+                time.sleep(0.2)
+        cpu = sum(process_cpu_seconds(p.pid) for p in senders) - cpu0
+        _, pg_cpu = meter.stop()
+    with psycopg.connect(database_url) as conn:
+        sent, first, last = conn.execute(
+            "SELECT count(*), min(sent_at), max(sent_at) FROM campaigns.deliveries WHERE tenant_id = %s"
+            " AND campaign_id = %s AND status = 'sent'", (tenant_id, campaign_id)).fetchone()
+    emails = sandbox_messages(sandbox, "email", payload=False)
+    if len(emails) != sent:
+        raise BenchError(f"the sink holds {len(emails)} emails for {sent} sent deliveries")
+    seconds = (last - first).total_seconds()
+    line = Line(f"campaigns email dispatch: {sent:,} emails ({count:,} contacts), {workers_n} channel workers "
+                f"x {sending.CONCURRENCY} sends in flight -> SMTP sink", sent / seconds, "emails/s",
+                cpu_us=cpu / sent * 1e6, pg_cpu_us=pg_cpu / sent * 1e6, target="(information)",
+                details={"sent": sent, "seconds_first_to_last_sent": round(seconds, 2),
+                         "sink_repeats_recognised": sum(m["received"] - 1 for m in emails)})
+    compare(line, sink_raw)
+    say(f"email: {line.rate:,.0f} emails/s; the sink holds {len(emails):,}, each once")
+    clear_sandbox(sandbox)
+    return [line, sink_raw]
 
 
 # -- 3. check-in to SMS ------------------------------------------------------------------------
@@ -797,7 +913,8 @@ def run(args: argparse.Namespace, settings: GunicornSettings) -> tuple[list[Line
     sandbox_settings = GunicornSettings(workers=2, worker_class="gthread", threads=8, extra=settings.extra)
     lines: list[Line] = []
     meta: dict[str, Any] = {}
-    queues = [f"{prefix}{name}{suffix}" for name in ("campaigns", "campaigns-sms", "enrichment")
+    smtp_port = free_port()
+    queues = [f"{prefix}{name}{suffix}" for name in ("campaigns", "campaigns-sms", "campaigns-email", "enrichment")
               for suffix in ("", ".retry", ".dead")] + [f"{prefix}bench.dispatch_count"]
     with fresh_database(server_url) as database_url, tempfile.TemporaryDirectory(prefix="bench-sandbox-") as store:
         # BUS_QUEUE_EXPIRES: should this process die before deleting them, RabbitMQ drops the
@@ -808,6 +925,7 @@ def run(args: argparse.Namespace, settings: GunicornSettings) -> tuple[list[Line
             with serve(IDENTITY_APP, env, settings, "identity") as identity, \
                     serve(SANDBOX_APP, env, sandbox_settings, "sandbox") as sandbox:
                 env["IDENTITY_URL"] = identity.url
+                env["SANDBOX_SMTP_PORT"] = str(smtp_port)
                 env = channel_env(env, sandbox.url)
                 with serve(CAMPAIGNS_APP, env, settings, "campaigns") as campaigns:
                     env["CAMPAIGNS_URL"] = campaigns.url
@@ -822,13 +940,19 @@ def run(args: argparse.Namespace, settings: GunicornSettings) -> tuple[list[Line
                         if args.sms:
                             lines += dispatch_phase(args, env, database_url, broker_url, prefix, identity, campaigns,
                                                     sandbox, worker)
+                        if args.emails:
+                            with background_processes(env, [["-m", "sandbox.smtp"]], "sandbox-smtp"):
+                                wait_port(smtp_port)
+                                lines += email_phase(args, env, database_url, broker_url, prefix, identity,
+                                                     campaigns, sandbox, smtp_port)
                         if args.checkins:
                             lines += checkin_phase(args, settings, env, database_url, broker_url, prefix, identity,
                                                    campaigns, sandbox, worker)
         finally:
             delete_bus(broker_url, prefix, queues)
     meta.update({"gunicorn": settings.describe(), "sandbox_gunicorn": sandbox_settings.describe(),
-                 "recipients": args.recipients, "sms": args.sms, "channel_workers": args.channel_workers,
+                 "recipients": args.recipients, "sms": args.sms, "emails": args.emails,
+                 "channel_workers": args.channel_workers,
                  "checkins": args.checkins, "sms_status_callbacks": "off",
                  "fixture": "campaigns.audience (and enrichment's projections for the check-ins) seeded with SQL",
                  "worker_logs": str(RESULTS / "<name>-<n>.log")})
@@ -847,6 +971,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sending.add_argument("--round-trip-messages", type=int, default=2_000,
                          help="dispatch-sized messages of the raw RabbitMQ publish + consume")
     sending.add_argument("--dispatch-timeout", type=float, default=600.0, help="seconds to wait for every send")
+    emails = parser.add_argument_group("the email dispatch")
+    emails.add_argument("--emails", type=int, default=20_000, help="contacts of the email campaign (0: skip it)")
+    emails.add_argument("--raw-emails", type=int, default=5_000, help="emails of the SMTP-sink-alone line")
     checkins = parser.add_argument_group("check-in to SMS")
     checkins.add_argument("--checkins", type=int, default=50, help="check-ins to time (0: skip them)")
     checkins.add_argument("--checkin-timeout", type=float, default=15.0, help="seconds to wait for each SMS")

@@ -233,6 +233,20 @@ def dispatch_row(run: Run) -> Row | None:
                {"figure": numbers(sends), "raw": numbers(sandbox), "raw_bus": numbers(bus)})
 
 
+def email_row(run: Run) -> Row | None:
+    if not run.options.get("emails"):
+        return None
+    sends, sink = find(run, "campaigns email dispatch"), find(run, "SMTP sink alone")
+    repeats = sends.details.get("sink_repeats_recognised", 0)
+    ratio = ratio_of(sends.rate, sink.rate)
+    return Row(run.name, f"email dispatch, {sends.details.get('sent', 0):,} emails (the launch's consent mix over "
+               f"{run.options['emails']:,} contacts), {run.options['channel_workers']} channel workers → SMTP sink",
+               f"{rate(sends)}, each counted once at the sink"
+               + (f" ({repeats} repeats recognised)" if repeats else ""),
+               f"the sink taking the same emails alone: {rate(sink)}", percent(ratio), ratio,
+               {"figure": numbers(sends), "raw": numbers(sink)})
+
+
 def checkin_row(run: Run) -> Row | None:
     if not run.options["checkins"]:
         return None
@@ -253,7 +267,8 @@ ROWS: dict[str, list[tuple[str, Callable[[Run], Row | None]]]] = {
     "bulk": [("POST /v1/contacts/bulk", import_row), ("outbox relay to RabbitMQ", relay_row)],
     "enrichment": [("POST /v1/social/events", feed_row), ("enrichment jobs", jobs_row)],
     "segments": [("segment preview", preview_row)],
-    "campaigns": [("campaign launch", launch_row), ("SMS dispatch", dispatch_row), ("check-in → SMS", checkin_row)],
+    "campaigns": [("campaign launch", launch_row), ("SMS dispatch", dispatch_row), ("email dispatch", email_row),
+                  ("check-in → SMS", checkin_row)],
 }
 
 
