@@ -134,15 +134,19 @@ def seed(database_url: str, tenant_id: str, recipients: int) -> int:
     return eligible
 
 
-def start_launch(stack: Stack, database_url: str, tenant: tuple[str, dict[str, str]], recipients: int) -> Launch:
-    """Seeds the audience, creates an email campaign to all of it and launches it (202)."""
+def email_campaign(stack: Stack, database_url: str, tenant: tuple[str, dict[str, str]], eligible: int) -> Launch:
+    """A draft email campaign to the tenant's whole audience (of which `eligible` may be sent)."""
     tenant_id, headers = tenant
-    eligible = seed(database_url, tenant_id, recipients)
     launch = Launch(stack, database_url, tenant_id, headers, "", eligible)
     segment = launch.api("POST", "/v1/segments", 201, json={"name": "everyone", "rules": {"all": []}})
-    campaign = launch.api("POST", "/v1/campaigns", 201, json={
+    launch.campaign_id = launch.api("POST", "/v1/campaigns", 201, json={
         "name": "Winter collection", "segment_id": segment["id"], "channels": ["email"],
-        "strategy": "first_eligible", "content": {"email": EMAIL}})
-    launch.campaign_id = campaign["id"]
+        "strategy": "first_eligible", "content": {"email": EMAIL}})["id"]
+    return launch
+
+
+def start_launch(stack: Stack, database_url: str, tenant: tuple[str, dict[str, str]], recipients: int) -> Launch:
+    """Seeds the audience, creates an email campaign to all of it and launches it (202)."""
+    launch = email_campaign(stack, database_url, tenant, seed(database_url, tenant[0], recipients))
     launch.api("POST", f"/v1/campaigns/{launch.campaign_id}/launch", 202)
     return launch

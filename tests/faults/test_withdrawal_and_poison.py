@@ -17,7 +17,7 @@ from kombu import Connection
 
 from shared.bus import EVENTS_EXCHANGE
 from tests.faults.conftest import RECIPIENTS
-from tests.faults.launch import Launch, seed
+from tests.faults.launch import email_campaign, seed
 from tests.faults.stack import ROOT, wait_for
 
 WITHDRAWN = 1_000
@@ -52,13 +52,7 @@ def test_consent_withdrawn_during_a_launch_stops_every_message_not_yet_sent(stac
             " SELECT tenant_id, contact_id, 'email_marketing', 'granted', gen_random_uuid(),"
             " now() - interval '100 days'"
             " FROM campaigns.audience WHERE tenant_id = %s AND email LIKE 'w%%'", (tenant_id,))
-    eligible += KNOWN
-    launch = Launch(stack, database_url, tenant_id, headers, "", eligible)
-    segment = launch.api("POST", "/v1/segments", 201, json={"name": "everyone", "rules": {"all": []}})
-    launch.campaign_id = launch.api("POST", "/v1/campaigns", 201, json={
-        "name": "Winter collection", "segment_id": segment["id"], "channels": ["email"],
-        "strategy": "first_eligible",
-        "content": {"email": {"subject": "The winter collection", "body": "Hello {{ contact.first_name }}"}}})["id"]
+    launch = email_campaign(stack, database_url, tenant, eligible + KNOWN)
     launch.api("POST", f"/v1/campaigns/{launch.campaign_id}/launch", 202)
     launch.wait_sent(LAUNCH // 20)
 
@@ -100,14 +94,8 @@ def test_a_poison_message_is_dead_lettered_listed_and_replayed_while_the_launch_
     """A dispatch event whose delivery ids are not ids fails at every try: after its retries it
     waits in the dead letters, the launch's good batches go by, and an operator lists it and
     replays it with `python -m shared.deadletters`."""
-    tenant_id, headers = tenant
-    eligible = seed(database_url, tenant_id, 2_000)
-    launch = Launch(stack, database_url, tenant_id, headers, "", eligible)
-    segment = launch.api("POST", "/v1/segments", 201, json={"name": "everyone", "rules": {"all": []}})
-    launch.campaign_id = launch.api("POST", "/v1/campaigns", 201, json={
-        "name": "Winter collection", "segment_id": segment["id"], "channels": ["email"],
-        "strategy": "first_eligible",
-        "content": {"email": {"subject": "The winter collection", "body": "Hello {{ contact.first_name }}"}}})["id"]
+    tenant_id = tenant[0]
+    launch = email_campaign(stack, database_url, tenant, seed(database_url, tenant_id, 2_000))
     poison_id = str(uuid.uuid4())
     poison = {"specversion": "1.0", "id": poison_id, "source": "/liaison/campaigns",
               "type": "liaison.campaigns.dispatch.email", "time": datetime.now(UTC).isoformat(),
