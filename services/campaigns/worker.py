@@ -75,7 +75,7 @@ def main() -> None:
             PeriodicTask("idempotency key expiry", 600.0, partial(expire_idempotency_keys, db, SCHEMA)),
             PeriodicTask("scheduled launches", 5.0, in_transaction(db, campaigns.launch_due)),
             PeriodicTask("deferred deliveries", 15.0, in_transaction(db, campaigns.release_deferred)),
-            PeriodicTask("campaign completion", 10.0, in_transaction(db, campaigns.finish_done)),
+            PeriodicTask("campaign completion", 5.0, in_transaction(db, campaigns.finish_done)),
         ])
     finally:
         db.close()

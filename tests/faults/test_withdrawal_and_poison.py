@@ -23,7 +23,7 @@ from tests.faults.stack import ROOT, wait_for
 WITHDRAWN = 1_000
 KNOWN = 1_500  # contacts identity knows (a CRM import); the launch's other members are seeded
 # The launch of the withdrawal test: what matters is the 1,000 people, not the size of the crowd.
-LAUNCH = min(RECIPIENTS, 20_000)
+LAUNCH = min(RECIPIENTS, 10_000)
 
 
 def test_consent_withdrawn_during_a_launch_stops_every_message_not_yet_sent(stack, database_url, tenant):
