@@ -42,8 +42,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -85,14 +84,13 @@ class Outbox:
         self.path = path
         self._local = threading.local()  # a connection per thread, opened on first use
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # Kept open: opening SQLite and checking the table for every message cost more than the
+    def _connection(self) -> sqlite3.Connection:
+        # This thread's, kept open: opening SQLite and checking the table for every message cost more than the
         # message (the SMTP sink receives thousands a second in the fault tests).
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
             conn.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; a test tool
             conn.execute(
@@ -101,36 +99,34 @@ class Outbox:
                 " last_at TEXT NOT NULL, UNIQUE (channel, key))"
             )
             self._local.conn = conn
-        yield conn
+        return conn
 
     def record(self, channel: str, key: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Keeps the message unless (channel, key) is there already; returns the kept payload
         (the first one) and whether this was its first arrival."""
         now = datetime.now(UTC).isoformat()
-        with self._connect() as conn:
-            row = conn.execute(
-                "INSERT INTO messages (channel, key, payload, received, first_at, last_at) VALUES (?, ?, ?, 1, ?, ?)"
-                " ON CONFLICT (channel, key) DO UPDATE SET received = received + 1, last_at = excluded.last_at"
-                " RETURNING payload, received",
-                (channel, key, json.dumps(payload), now, now),
-            ).fetchone()
+        row = self._connection().execute(
+            "INSERT INTO messages (channel, key, payload, received, first_at, last_at) VALUES (?, ?, ?, 1, ?, ?)"
+            " ON CONFLICT (channel, key) DO UPDATE SET received = received + 1, last_at = excluded.last_at"
+            " RETURNING payload, received",
+            (channel, key, json.dumps(payload), now, now),
+        ).fetchone()
         return json.loads(row[0]), row[1] == 1
 
     def messages(self, channel: str | None = None, payload: bool = True) -> list[dict[str, Any]]:
         """What was received, in order; without the payloads when `payload` is false (a count
         of a hundred thousand emails needs their keys, not their bodies)."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT channel, key, CASE WHEN ? THEN payload END, received, first_at, last_at FROM messages"
-                " WHERE ? IS NULL OR channel = ? ORDER BY seq",
-                (payload, channel, channel),
-            ).fetchall()
+        rows = self._connection().execute(
+            "SELECT channel, key, CASE WHEN ? THEN payload END, received, first_at, last_at FROM messages"
+            " WHERE ? IS NULL OR channel = ? ORDER BY seq",
+            (payload, channel, channel),
+        ).fetchall()
         return [{"channel": r[0], "key": r[1], "received": r[3], "first_at": r[4], "last_at": r[5],
                  **({"payload": _readable(json.loads(r[2]))} if payload else {})} for r in rows]
 
     def clear(self, channel: str | None = None) -> int:
-        with self._connect() as conn:
-            return conn.execute("DELETE FROM messages WHERE ? IS NULL OR channel = ?", (channel, channel)).rowcount
+        return self._connection().execute(
+            "DELETE FROM messages WHERE ? IS NULL OR channel = ?", (channel, channel)).rowcount
 
 
 RAW = "raw_message"  # an email as the SMTP sink received it (bytes as latin-1 text), parsed when read
