@@ -34,6 +34,8 @@ class DatabaseUnavailable(RuntimeError):
     """The database did not answer: no fault of the event, which goes back to the queue."""
 ATTEMPTS_HEADER = "x-liaison-attempts"
 ERROR_HEADER = "x-liaison-error"
+# drain(): how long nothing may arrive before the queue's counts are asked whether all was handled.
+DRAIN_SETTLE = 0.05
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
@@ -73,6 +75,8 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.prefetch = prefetch
+        # Until when a message this consumer sent to wait out a retry delay may still come back.
+        self._retry_due = 0.0
         self.topology = ConsumerTopology(
             name, tuple(handlers), prefix=prefix, amqp=is_amqp(broker_url), expires=queue_expires
         )
@@ -156,6 +160,7 @@ class EventConsumer:
     def _retry(self, connection: Connection, body: Any, message: Message, attempts: int) -> None:
         delay = min(self.base_delay * 2 ** (attempts - 1), 300.0)
         queue = self.topology.queue_name
+        self._retry_due = max(self._retry_due, time.monotonic() + delay + 1.0)
         if self.topology.amqp:
             # Waits out its delay in Q.retry, then RabbitMQ dead-letters it back to Q.
             self._republish(
@@ -198,15 +203,27 @@ class EventConsumer:
         ):
             while not stop.is_set():
                 try:
-                    connection.drain_events(timeout=0.2)
+                    connection.drain_events(timeout=0.2 if idle_exit is None else DRAIN_SETTLE)
                 except TimeoutError:
                     connection.heartbeat_check()
-                    if idle_exit is not None and time.monotonic() - last > idle_exit:
+                    if idle_exit is not None and (time.monotonic() - last > idle_exit
+                                                  or self._nothing_waiting(connection)):
                         break
         return handled
 
+    def _nothing_waiting(self, connection: Connection) -> bool:
+        """No message ready in the queue, nor waiting out a retry delay (ours, or one the queue
+        holds). What was delivered to us is handled by then: the broker had DRAIN_SETTLE seconds
+        to hand it over on a local link."""
+        if time.monotonic() < self._retry_due:
+            return False
+        names = [self.topology.queue_name] + ([f"{self.topology.queue_name}.retry"] if self.topology.amqp else [])
+        channel = connection.default_channel
+        return all(channel.queue_declare(queue=name, passive=True).message_count == 0 for name in names)
+
     def drain(self, idle: float = 0.5) -> int:
-        """Handles what is queued, returning once nothing arrives for `idle` seconds (tests)."""
+        """Handles what is queued (tests): returns once the queue and its retries are empty and
+        nothing arrived for a moment, or nothing arrived for `idle` seconds."""
         with Connection(self.broker_url, connect_timeout=5) as connection:
             return self._consume(connection, threading.Event(), idle)
 
