@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench demo clean
+.PHONY: install browser run test lint bench demo clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Liaison needs Python 3.11 or newer on the PATH"; exit 1; }
@@ -21,7 +21,20 @@ install: $(STAMP)
 run: install
 	$(PY) -m scripts.run
 
-test: install
+# Debian's Chromium for the console's browser tests (tests/e2e): Playwright drives it and never
+# downloads a browser of its own. Installed when missing and this user may (root, or sudo without a
+# password, on a system with apt-get); otherwise those tests skip and say why (with CI=true they fail).
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then SUDO=none; \
+	  elif [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ]; then echo "note: $(CHROMIUM) is missing and cannot be installed here: the browser tests will skip"; \
+	  else echo "installing Debian's chromium for the browser tests"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; fi; }
+
+test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
