@@ -11,14 +11,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from kombu import Connection
 
 from shared.bus import ACCEPT, ConsumerTopology, is_amqp
 from shared.consumer import ATTEMPTS_HEADER, ERROR_HEADER
-from shared.settings import Settings
+from shared.settings import SettingsError, env_number
+
+
+def topology_of(consumer: str, env: Mapping[str, str] | None = None) -> tuple[str, ConsumerTopology]:
+    """The broker URL and the queues of `consumer`, named and declared as the consumer itself
+    declares them (BROKER_URL, BUS_PREFIX, BUS_QUEUE_EXPIRES): an operator's tool needs no database
+    or secret key, only the broker."""
+    env = os.environ if env is None else env
+    broker_url = env.get("BROKER_URL", "")
+    if not broker_url:
+        raise SettingsError("BROKER_URL is not set (amqp://user:pass@host:5672//)")
+    expires = env_number(env, "BUS_QUEUE_EXPIRES", None, 1.0, 30 * 86400.0, float)
+    return broker_url, ConsumerTopology(consumer, (), prefix=env.get("BUS_PREFIX", ""), amqp=is_amqp(broker_url),
+                                        expires=expires)
 
 
 def list_dead(broker_url: str, topology: ConsumerTopology, limit: int = 1000) -> list[dict[str, Any]]:
@@ -72,14 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("consumer", help="the consumer's name, e.g. identity")
     parser.add_argument("--id", action="append", dest="ids", help="replay only this event id (repeatable)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    topology = ConsumerTopology(args.consumer, (), prefix=settings.bus_prefix, amqp=is_amqp(settings.broker_url),
-                                expires=settings.bus_queue_expires)
+    broker_url, topology = topology_of(args.consumer)
     if args.action == "list":
-        for entry in list_dead(settings.broker_url, topology):
+        for entry in list_dead(broker_url, topology):
             print(json.dumps(entry, default=str))
     else:
-        count = replay(settings.broker_url, topology, set(args.ids) if args.ids else None)
+        count = replay(broker_url, topology, set(args.ids) if args.ids else None)
         print(f"replayed {count} event(s) to {topology.queue_name}")
     return 0
 

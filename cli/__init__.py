@@ -1,0 +1,1 @@
+"""The `liaison` command: Liaison's REST APIs for operators and scripts."""
