@@ -175,3 +175,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fault tests last: they take minutes, restart the broker and PostgreSQL, and every
     quicker test should have spoken by then."""
     items.sort(key=lambda item: "/tests/faults/" in str(item.path))
+
+
+@pytest.fixture(scope="session")
+def webhooks_app(settings: Settings, identity_url: str):
+    from dataclasses import replace
+
+    from services.webhooks.app import create_app
+
+    app = create_app(replace(settings, identity_url=identity_url))
+    yield app
+    app.extensions["liaison"].db.close()
+
+
+@pytest.fixture()
+def webhooks(webhooks_app):
+    return webhooks_app.test_client()

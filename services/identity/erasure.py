@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # The services that hold personal data and must each confirm their part of an erasure. A constant
 # rather than a setting: shared.settings belongs to the platform, and a deployment without one of
 # these services would still need it to confirm (it holds nothing, so it can answer at once).
-PARTICIPANTS = ("identity", "enrichment", "campaigns")
+PARTICIPANTS = ("identity", "enrichment", "campaigns", "webhooks")
 
 ERASURE_REQUESTED = "liaison.identity.contact.erasure_requested"
 IDENTITY_ERASURE_COMPLETED = "liaison.identity.erasure.completed"

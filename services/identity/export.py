@@ -1,10 +1,11 @@
 """The right of access: every datum every service holds about a contact, as one JSON document.
 
 identity assembles it: its own part from its tables, the other services' parts from their export
-endpoints, asked over HTTP with the caller's own key (a compliance key works on all three):
+endpoints, asked over HTTP with the caller's own key (a compliance key works on every service):
 
     enrichment  GET {ENRICHMENT_URL}/v1/profiles/{contact_id}/export
     campaigns   GET {CAMPAIGNS_URL}/v1/campaigns/contacts/{contact_id}/export
+    webhooks    GET {WEBHOOKS_URL}/v1/webhooks/contacts/{contact_id}/export
 
 A 200 is that service's part; a 404 means it holds nothing about the contact (an empty part).
 A service that does not answer (connection refused, timeout, 5xx, after one retry) or answers
@@ -55,6 +56,7 @@ def remote_parts(settings: Settings, contact_id: str) -> list[RemotePart]:
         RemotePart("enrichment", f"{settings.enrichment_url.rstrip('/')}/v1/profiles/{contact_id}/export"),
         RemotePart("campaigns",
                    f"{settings.campaigns_url.rstrip('/')}/v1/campaigns/contacts/{contact_id}/export"),
+        RemotePart("webhooks", f"{settings.webhooks_url.rstrip('/')}/v1/webhooks/contacts/{contact_id}/export"),
     ]
 
 

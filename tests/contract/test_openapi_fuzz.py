@@ -1,6 +1,6 @@
 """Schemathesis against each service's OpenAPI document, in-process on the WSGI apps.
 
-Every operation of identity, enrichment and campaigns gets a bounded number of generated requests,
+Every operation of identity, enrichment, campaigns and webhooks gets a bounded number of generated requests,
 valid ones and invalid ones, sent with a key that holds every scope (the admin key on the admin
 routes). No answer may be a 5xx, and each must have a documented status code, a documented
 content type and a body that matches the documented schema: clients generate code from these
@@ -8,8 +8,9 @@ documents, so a wrong document is a bug like a wrong answer. Generation is deran
 sends the same requests on every run.
 
 Path parameters are replaced, half the time, by ids of records that exist (a contact, a segment,
-a campaign, a trigger of the fuzzing tenant), so that the success paths are reached, not only the
-404s; the documents' examples are sent too, for the bodies that random data rarely gets right.
+a campaign, a trigger, a webhook endpoint and its delivery of the fuzzing tenant), so that the
+success paths are reached, not only the 404s; the documents' examples are sent too, for the
+bodies that random data rarely gets right.
 
 Each operation runs as its own Hypothesis test (schemathesis' `from_fixture` integration does
 not run on pytest 9.2), and a failure does not stop the others: the test reports every distinct
@@ -45,7 +46,7 @@ from schemathesis.specs.openapi.checks import (
 from werkzeug.serving import make_server
 
 from tests.conftest import make_tenant
-from tests.integration.test_erasure_completeness import three_services
+from tests.services import three_services
 
 MAX_EXAMPLES = 30  # per operation and kind (valid, invalid requests): about a minute in all on two cores
 SEED = 20261123
@@ -81,13 +82,15 @@ def served(app) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def exports_reach_the_services(identity_app, enrichment_app, campaigns_app) -> Iterator[None]:
-    """identity's export asks enrichment and campaigns over HTTP: serve them, and point identity at
+def exports_reach_the_services(identity_app, enrichment_app, campaigns_app, webhooks_app) -> Iterator[None]:
+    """identity's export asks the other services over HTTP: serve them, and point identity at
     them for this module, so that an export answers 200 (not the 502 of services that are down)."""
     svc = identity_app.extensions["liaison"]
     before = svc.settings
-    with served(enrichment_app) as enrichment_url, served(campaigns_app) as campaigns_url:
-        svc.settings = replace(before, enrichment_url=enrichment_url, campaigns_url=campaigns_url)
+    with served(enrichment_app) as enrichment_url, served(campaigns_app) as campaigns_url, \
+            served(webhooks_app) as webhooks_url:
+        svc.settings = replace(before, enrichment_url=enrichment_url, campaigns_url=campaigns_url,
+                               webhooks_url=webhooks_url)
         try:
             yield
         finally:
@@ -95,8 +98,9 @@ def exports_reach_the_services(identity_app, enrichment_app, campaigns_app) -> I
 
 
 @pytest.fixture(scope="module")
-def fuzz_world(identity_app, campaigns_app, admin, exports_reach_the_services) -> dict[str, Any]:
-    """The fuzzing tenant, a key with every scope, one contact, segment, campaign and trigger, and
+def fuzz_world(identity_app, campaigns_app, webhooks_app, admin, exports_reach_the_services) -> dict[str, Any]:
+    """The fuzzing tenant, a key with every scope, one contact, segment, campaign, trigger, webhook
+    endpoint (on this machine: nothing listens there) with a delivery (a ping), and
     a second contact that only the DELETE operations get (so that erasing it early in the run
     does not turn the other operations' success paths into 404s)."""
     identity, campaigns = identity_app.test_client(), campaigns_app.test_client()
@@ -119,9 +123,15 @@ def fuzz_world(identity_app, campaigns_app, admin, exports_reach_the_services) -
     trigger = campaigns.post("/v1/triggers", json={"name": "Welcome", "event": "contact.created", "channel": "email",
                                                    "content": {"subject": "Hi", "body": "Hello"}}, headers=headers)
     assert trigger.status_code == 201, trigger.json
+    webhooks = webhooks_app.test_client()
+    hook = webhooks.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/fuzz", "event_types": ["*"]},
+                         headers=headers)
+    assert hook.status_code == 201, hook.json
+    ping = webhooks.post(f"/v1/webhooks/{hook.json['id']}/ping", headers=headers)
+    assert ping.status_code == 202, ping.json
     ids = {"contact_id": contacts[0].json["id"], "segment_id": segment.json["id"],
            "campaign_id": campaign.json["id"], "trigger_id": trigger.json["id"], "tenant_id": tenant.id,
-           "network": "x"}
+           "network": "x", "webhook_id": hook.json["id"], "delivery_id": ping.json["id"]}
     return {"headers": headers, "admin": admin, "ids": ids,
             "disposable": {**ids, "contact_id": contacts[1].json["id"]}}
 
@@ -204,7 +214,7 @@ def fuzz(app, world: dict[str, Any]) -> tuple[int, int, dict[str, str]]:
     return operations, sent, found
 
 
-@pytest.mark.parametrize("service", ["identity", "enrichment", "campaigns"])
+@pytest.mark.parametrize("service", ["identity", "enrichment", "campaigns", "webhooks"])
 def test_every_operation_answers_as_documented(service: str, request: pytest.FixtureRequest,
                                                fuzz_world: dict[str, Any]) -> None:
     app = request.getfixturevalue(f"{service}_app")
@@ -215,15 +225,15 @@ def test_every_operation_answers_as_documented(service: str, request: pytest.Fix
 
 
 def test_what_the_fuzzing_stored_flows_through_the_consumers(settings, identity_app, enrichment_app,
-                                                             campaigns_app) -> None:
+                                                             campaigns_app, webhooks_app) -> None:
     """The events the requests above caused (contacts with odd attributes, consents, erasures, a
     launch) are published and handled at the first attempt: nothing waits in a retry queue or
     lies in the dead letters. It also leaves no event of random data for later tests' relays."""
-    with three_services(settings, identity_app, enrichment_app, campaigns_app) as bus:
+    with three_services(settings, identity_app, enrichment_app, campaigns_app, webhooks_app=webhooks_app) as bus:
         bus.sync()
     with Connection(settings.broker_url) as connection:
         channel = connection.default_channel
         waiting = {queue: channel.queue_declare(queue, passive=True).message_count
-                   for name in ("identity", "enrichment", "campaigns")
+                   for name in ("identity", "enrichment", "campaigns", "webhooks")
                    for queue in (f"{settings.bus_prefix}{name}.retry", f"{settings.bus_prefix}{name}.dead")}
     assert not any(waiting.values()), waiting

@@ -1,7 +1,7 @@
 """campaigns' audience, end to end: identity's API writes contacts, consents and handles,
 enrichment's feed changes profiles, both relays publish to the real broker, and campaigns'
 consumer keeps its audience; out-of-order and repeated events change nothing; erasure completes
-in all three services."""
+in every service (webhooks' consumer runs too, holding nothing here)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from services.enrichment import SCHEMA as ENRICHMENT
 from services.enrichment.worker import handlers as enrichment_handlers
 from services.identity import SCHEMA as IDENTITY
 from services.identity.worker import handlers as identity_handlers
+from services.webhooks import SCHEMA as WEBHOOKS
+from services.webhooks.worker import handlers as webhooks_handlers
 from shared.bus import Publisher
 from shared.consumer import EventConsumer
 from shared.events import CloudEvent, rfc3339, utcnow
@@ -35,21 +37,24 @@ def sql(settings):
 
 
 @pytest.fixture()
-def bus(settings, identity_app, enrichment_app, campaigns_app):
+def bus(settings, identity_app, enrichment_app, campaigns_app, webhooks_app):
     """The three services' relays and consumers on the real broker. `sync()` runs them until
     the events of the last change have been handled; `publish()` stands in for a service to
     deliver an event late or again."""
     dbs = {name: app.extensions["liaison"].db for name, app in
-           (("identity", identity_app), ("enrichment", enrichment_app), ("campaigns", campaigns_app))}
+           (("identity", identity_app), ("enrichment", enrichment_app), ("campaigns", campaigns_app),
+            ("webhooks", webhooks_app))}
     consumers = {
         "identity": EventConsumer.from_settings("identity", dbs["identity"], IDENTITY, identity_handlers(), settings),
         "enrichment": EventConsumer.from_settings("enrichment", dbs["enrichment"], ENRICHMENT,
                                                   enrichment_handlers(), settings),
         "campaigns": EventConsumer.from_settings("campaigns", dbs["campaigns"], CAMPAIGNS,
                                                  campaigns_handlers(), settings),
+        "webhooks": EventConsumer.from_settings("webhooks", dbs["webhooks"], WEBHOOKS, webhooks_handlers(), settings),
     }
     relays = {name: OutboxRelay(dbs[name], Publisher.from_settings(settings), [schema])
-              for name, schema in (("identity", IDENTITY), ("enrichment", ENRICHMENT), ("campaigns", CAMPAIGNS))}
+              for name, schema in (("identity", IDENTITY), ("enrichment", ENRICHMENT), ("campaigns", CAMPAIGNS),
+                                   ("webhooks", WEBHOOKS))}
     publisher = Publisher.from_settings(settings)
     from kombu import Connection
 
@@ -59,7 +64,7 @@ def bus(settings, identity_app, enrichment_app, campaigns_app):
 
     def sync() -> None:
         for _ in range(3):  # identity → enrichment → campaigns → identity (erasure completions)
-            for name in ("identity", "enrichment", "campaigns"):
+            for name in ("identity", "enrichment", "campaigns", "webhooks"):
                 relays[name].drain()
                 consumers[name].drain()
 
@@ -207,6 +212,7 @@ def test_merge_moves_consents_and_handles_and_erasure_completes_everywhere(ident
         {"address": None, "content": None, "status": "sent"}]
     state = identity.get(f"/v1/erasures/{accepted.json['erasure_id']}", headers=tenant.compliance).json
     assert state["status"] == "completed"
-    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "completed"}
+    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "completed",
+                                 "webhooks": "completed"}
     trail = identity.get(f"/v1/audit?contact_id={survivor}", headers=tenant.compliance).json["items"]
     assert any(e["actor"] == "service:campaigns" and e["action"] == "contact.erased" for e in trail)

@@ -339,7 +339,8 @@ def test_erasure_deletes_everything_and_identity_sees_enrichment_complete(
     assert completed["data"] == {"erasure_id": erasure_id, "service": "enrichment"}
     assert completed["tenantid"] == tenant.id and completed["subject"] == contact_id
     state = identity.get(f"/v1/erasures/{erasure_id}", headers=tenant.compliance).json
-    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "pending"}
+    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "pending",
+                                 "webhooks": "pending"}
 
     trail = identity.get(f"/v1/audit?contact_id={contact_id}", headers=tenant.compliance).json["items"]
     [erased] = [e for e in trail if e["actor"] == "service:enrichment"]

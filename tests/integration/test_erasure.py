@@ -109,7 +109,8 @@ def test_erasure_end_to_end(identity, tenant, sql, bus):
     state = erasure_of(identity, tenant, erasure_id)
     assert state["id"] == erasure_id and state["contact_id"] == contact_id
     assert state["status"] == "pending" and state["completed_at"] is None
-    assert state["services"] == {"identity": "completed", "enrichment": "pending", "campaigns": "pending"}
+    assert state["services"] == {"identity": "completed", "enrichment": "pending", "campaigns": "pending",
+                                 "webhooks": "pending"}
     assert state["requested_at"].endswith("Z")
 
     # identity's part is done: the contact, its identities and its consent evidence are gone.
@@ -153,8 +154,11 @@ def test_erasure_end_to_end(identity, tenant, sql, bus):
     enrichment_done = bus.complete(tenant.id, erasure_id, "enrichment")
     state = erasure_of(identity, tenant, erasure_id)
     assert state["status"] == "pending"
-    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "pending"}
+    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "pending",
+                                 "webhooks": "pending"}
     bus.complete(tenant.id, erasure_id, "campaigns")
+    assert erasure_of(identity, tenant, erasure_id)["status"] == "pending"
+    bus.complete(tenant.id, erasure_id, "webhooks")
     done = erasure_of(identity, tenant, erasure_id)
     assert done["status"] == "completed" and done["completed_at"] is not None
     assert set(done["services"].values()) == {"completed"}
@@ -239,10 +243,12 @@ def test_erasure_scopes_and_tenant_isolation(identity, tenant, other_tenant, bus
     # Confirmations naming another tenant, or a service that takes no part, change nothing.
     bus.complete(other_tenant.id, erasure_id, "enrichment")
     bus.complete(other_tenant.id, erasure_id, "campaigns")
+    bus.complete(other_tenant.id, erasure_id, "webhooks")
     bus.complete(tenant.id, erasure_id, "billing")
     state = erasure_of(identity, tenant, erasure_id)
     assert state["status"] == "pending"
-    assert state["services"] == {"identity": "completed", "enrichment": "pending", "campaigns": "pending"}
+    assert state["services"] == {"identity": "completed", "enrichment": "pending", "campaigns": "pending",
+                                 "webhooks": "pending"}
 
 
 def test_erasures_list_newest_first_in_pages(identity, tenant):
@@ -263,6 +269,15 @@ def remote_urls(settings, contact_id):
     return {part.service: part.url for part in export.remote_parts(settings, contact_id)}
 
 
+def holding_nothing(fake, urls) -> dict[str, str]:
+    """The services other than enrichment and campaigns (webhooks) answer that they hold nothing."""
+    others = [service for service in urls if service not in ("enrichment", "campaigns")]
+    for service in others:
+        fake.add(responses.GET, urls[service], status=404,
+                 json={"type": "about:blank", "title": "Not Found", "status": 404})
+    return {service: "empty" for service in others}
+
+
 def test_export_gathers_every_services_part(settings, identity, tenant):
     contact_id = make_person(identity, tenant, "x1", "marie@example.com", "+33633333333", "marie")
     urls = remote_urls(settings, contact_id)
@@ -271,12 +286,13 @@ def test_export_gathers_every_services_part(settings, identity, tenant):
         fake.add(responses.GET, urls["enrichment"], json=profile)
         fake.add(responses.GET, urls["campaigns"], status=404,
                  json={"type": "about:blank", "title": "Not Found", "status": 404})
+        empty = holding_nothing(fake, urls)
         response = identity.get(f"/v1/contacts/{contact_id}/export", headers=tenant.compliance)
         asked = {call.request.url: call.request.headers for call in fake.calls}
     assert response.status_code == 200, response.json
     document = response.json
     assert document["contact_id"] == contact_id and document["generated_at"].endswith("Z")
-    assert set(document["services"]) == {"identity", "enrichment", "campaigns"}
+    assert set(document["services"]) == {"identity", "enrichment", "campaigns", *empty}
     own = document["services"]["identity"]
     assert own["contact"]["email"] == "marie@example.com" and own["contact"]["first_name"] == "Jeanne"
     assert [(i["network"], i["handle"]) for i in own["identities"]] == [("x", "marie")]
@@ -293,7 +309,7 @@ def test_export_gathers_every_services_part(settings, identity, tenant):
     exported = [e for e in trail if e["action"] == "contact.exported"]
     assert len(exported) == 1
     assert exported[0]["details"] == {"services": {"identity": "included", "enrichment": "included",
-                                                   "campaigns": "empty"}}
+                                                   "campaigns": "empty", **empty}}
 
 
 def test_export_names_a_service_that_does_not_answer(settings, identity, tenant):
@@ -302,6 +318,7 @@ def test_export_names_a_service_that_does_not_answer(settings, identity, tenant)
     with responses.RequestsMock() as fake:
         fake.add(responses.GET, urls["enrichment"], json={"contact_id": contact_id})
         fake.add(responses.GET, urls["campaigns"], body=requests.ConnectionError("connection refused"))
+        empty = holding_nothing(fake, urls)
         response = identity.get(f"/v1/contacts/{contact_id}/export", headers=tenant.compliance)
         campaign_calls = [c for c in fake.calls if c.request.url == urls["campaigns"]]
     body = assert_problem(response, 502)
@@ -316,14 +333,15 @@ def test_export_names_a_service_that_does_not_answer(settings, identity, tenant)
     with responses.RequestsMock() as fake:
         fake.add(responses.GET, urls["enrichment"], status=503)
         fake.add(responses.GET, urls["campaigns"], body=requests.Timeout("read timed out"))
+        holding_nothing(fake, urls)
         body = assert_problem(identity.get(f"/v1/contacts/{contact_id}/export", headers=tenant.compliance), 502)
     assert body["unavailable"] == ["campaigns", "enrichment"]
 
     trail = identity.get(f"/v1/audit?contact_id={contact_id}", headers=tenant.compliance).json["items"]
     outcomes = [e["details"]["services"] for e in trail if e["action"] == "contact.exported"]
     assert outcomes == [
-        {"identity": "included", "enrichment": "included", "campaigns": "unavailable"},
-        {"identity": "included", "enrichment": "unavailable", "campaigns": "unavailable"},
+        {"identity": "included", "enrichment": "included", "campaigns": "unavailable", **empty},
+        {"identity": "included", "enrichment": "unavailable", "campaigns": "unavailable", **empty},
     ]
 
 

@@ -2,8 +2,9 @@
 contact, consents with their evidence, two handles; enrichment's feed before and after the link,
 a check-in firing a trigger, a follow, a job whose providers `responses` plays; campaigns'
 audience, a launched campaign's delivery rendered with their name, a conversion, a click, an
-unsubscribe; a merged duplicate; Idempotency-Keys on every create), a scan of every column that
-can hold a string (text, varchar, json, arrays, inet, bytea) of every table of the three services
+unsubscribe; a merged duplicate; Idempotency-Keys on every create; webhooks' deliveries of all of it
+to the tenant's CRM), a scan of every column that can hold a string (text, varchar, json, arrays,
+inet, bytea) of every table of the four services
 finds none of their email, phone, names, handles, IP, CRM reference or the words of their
 mentions. A bystander who went through the same is still found exactly where they were.
 
@@ -17,39 +18,31 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from types import SimpleNamespace
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import responses
-from kombu import Connection
 from psycopg import sql as pgsql
 
 from services.campaigns import SCHEMA as CAMPAIGNS
 from services.campaigns import tracking
-from services.campaigns.worker import handlers as campaigns_handlers
 from services.enrichment import SCHEMA as ENRICHMENT
 from services.enrichment import jobs
 from services.enrichment.providers import adapters
-from services.enrichment.worker import handlers as enrichment_handlers
 from services.identity import SCHEMA as IDENTITY
-from services.identity.worker import handlers as identity_handlers
-from shared.bus import Publisher
-from shared.consumer import EventConsumer, Handler
+from services.webhooks import SCHEMA as WEBHOOKS
+from shared.consumer import Handler
 from shared.events import rfc3339, utcnow
-from shared.outbox import OutboxRelay
 from tests.conftest import Tenant
 from tests.integration.test_campaigns_audience import sql, upsert  # noqa: F401 (fixture)
 from tests.integration.test_enrichment_jobs import FC_URL, PROVIDER_ENV, X_URL
 from tests.integration.test_enrichment_projections import link
+from tests.services import three_services
 from tests.unit.test_providers import FULLCONTACT_PERSON, NOW, X_USER, FakeClock
 
-SCHEMAS = (IDENTITY, ENRICHMENT, CAMPAIGNS)
+SCHEMAS = (IDENTITY, ENRICHMENT, CAMPAIGNS, WEBHOOKS)
 # Columns that cannot hold a string (ids, times, numbers); every other one is scanned: text,
 # varchar, json, jsonb, arrays, inet (the consent's IP), bytea (stored Idempotency-Key replies).
 UNSCANNED_TYPES = ("uuid", "timestamp with time zone", "timestamp without time zone", "date", "time without time zone",
@@ -93,53 +86,15 @@ class Person:
                 "duplicate's phone": self.duplicate_phone, "duplicate's tiktok handle": self.tiktok_handle}
 
 
-@contextmanager
-def three_services(settings, identity_app, enrichment_app, campaigns_app,
-                   job_runner: Callable[[Any], Handler] | None = None) -> Iterator[SimpleNamespace]:
-    """The three services' relays and consumers on the real broker (with `job_runner`, enrichment's
-    jobs consumer too, on its own queue as in the worker). `sync()` runs them, round after round,
-    until a whole round moves nothing: the events of the last change have been handled, and so
-    have those they caused (identity → enrichment → campaigns → identity for an erasure)."""
-    dbs = {"identity": identity_app.extensions["liaison"].db, "enrichment": enrichment_app.extensions["liaison"].db,
-           "campaigns": campaigns_app.extensions["liaison"].db}
-    schemas = {"identity": IDENTITY, "enrichment": ENRICHMENT, "campaigns": CAMPAIGNS}
-    all_handlers = {"identity": identity_handlers(), "enrichment": enrichment_handlers(),
-                    "campaigns": campaigns_handlers()}
-    consumers = [EventConsumer.from_settings(name, dbs[name], schemas[name], all_handlers[name], settings)
-                 for name in dbs]
-    if job_runner is not None:
-        consumers.insert(2, EventConsumer.from_settings(
-            "enrichment-jobs", dbs["enrichment"], ENRICHMENT, {jobs.JOB_REQUESTED: job_runner(dbs["enrichment"])},
-            settings, prefetch=1))
-    relays = [OutboxRelay(dbs[name], Publisher.from_settings(settings), [schemas[name]]) for name in dbs]
-    with Connection(settings.broker_url) as connection:
-        for consumer in consumers:
-            consumer.topology.declare(connection)
-
-    def sync() -> None:
-        for _ in range(10):
-            # Published with confirms, an event is in its queue before a consumer looks: a short
-            # idle wait is enough.
-            moved = sum(relay.drain() for relay in relays) + sum(c.drain(idle=0.2) for c in consumers)
-            if not moved:
-                return
-        raise AssertionError("the services kept exchanging events for 10 rounds")
-
-    try:
-        yield SimpleNamespace(sync=sync)
-    finally:
-        for relay in relays:
-            relay.publisher.close()
-
-
 @pytest.fixture()
-def bus(settings, identity_app, enrichment_app, campaigns_app):
-    """The three services, enrichment's jobs consumer calling the providers' adapters (their HTTP
+def bus(settings, identity_app, enrichment_app, campaigns_app, webhooks_app):
+    """The four services, enrichment's jobs consumer calling the providers' adapters (their HTTP
     APIs are `responses`, in `providers`)."""
     def job_runner(db) -> Handler:
         return jobs.job_handler(adapters(PROVIDER_ENV, clock=FakeClock(NOW)), db, settings.secret_key)
 
-    with three_services(settings, identity_app, enrichment_app, campaigns_app, job_runner) as services:
+    with three_services(settings, identity_app, enrichment_app, campaigns_app, job_runner,
+                        webhooks_app=webhooks_app) as services:
         yield services
 
 
@@ -303,7 +258,11 @@ def scan(sql, needles: dict[str, str]) -> dict[str, list[str]]:  # noqa: F811
 
 
 def test_an_erased_contact_leaves_nothing_that_identifies_them_in_any_service(
-        identity, enrichment, campaigns, settings, tenant, bus, providers, sql):  # noqa: F811
+        identity, enrichment, campaigns, webhooks, settings, tenant, bus, providers, sql):  # noqa: F811
+    # The tenant's CRM takes every event: webhooks keeps each payload (nothing listens: all pending).
+    hook = webhooks.post("/v1/webhooks", json={"url": "https://crm.example.com/liaison", "event_types": ["*"]},
+                         headers=once(tenant.crm))
+    assert hook.status_code == 201, hook.json
     erased = Person.new("ottilie", ("+33655443322", "+33655443300"), "198.51.100.23")
     bystander = Person.new("bertrand", ("+33677889900", "+33677889911"), "203.0.113.77")
     trigger = campaigns.post("/v1/triggers", json={
@@ -331,7 +290,8 @@ def test_an_erased_contact_leaves_nothing_that_identifies_them_in_any_service(
     bus.sync()
     state = identity.get(f"/v1/erasures/{accepted.json['erasure_id']}", headers=tenant.compliance).json
     assert state["status"] == "completed", state
-    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "completed"}
+    assert state["services"] == {"identity": "completed", "enrichment": "completed", "campaigns": "completed",
+                                 "webhooks": "completed"}
 
     left = {f"{name} {erased.strings()[name]!r}": places for name, places in scan(sql, erased.strings()).items()
             if places}

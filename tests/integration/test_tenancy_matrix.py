@@ -1,10 +1,10 @@
-"""The tenancy matrix: for every endpoint of the three services, a second tenant's key (holding
-every scope) sees 404 for the first tenant's resources and changes nothing of theirs.
+"""The tenancy matrix: for every endpoint of identity, enrichment, campaigns and webhooks, a second
+tenant's key (holding every scope) sees 404 for the first tenant's resources and changes nothing of theirs.
 
 The operations come from each service's OpenAPI document, so a new endpoint is covered without
 editing this file; one whose path parameter is neither a known tenant resource nor listed in
 SKIPPED (with the reason) fails `test_every_operation_is_covered_or_skipped_with_a_reason`.
-"No change" is checked on the database itself: every row of every table of the three schemas
+"No change" is checked on the database itself: every row of every table of their schemas
 that belongs to tenant A is the same before and after each of tenant B's calls. Lists, searches
 and creates must show B none of A's ids or identifying strings (beyond what B itself sent), and
 an Idempotency-Key A used must not replay A's answer to B."""
@@ -27,14 +27,14 @@ from shared.events import rfc3339, utcnow
 from tests.conftest import Tenant
 from tests.integration.test_campaigns_audience import sql, upsert  # noqa: F401 (fixture)
 from tests.integration.test_enrichment_projections import consent, link, record
-from tests.integration.test_erasure_completeness import three_services
+from tests.services import three_services
 
-SCHEMAS = ("identity", "enrichment", "campaigns")
+SCHEMAS = ("identity", "enrichment", "campaigns", "webhooks")
 METHODS = ("get", "post", "put", "patch", "delete")
 
 # Path parameters that name one of a tenant's records: B must get 404 for A's.
 RESOURCE_PARAMS = {"contact_id", "identity_id", "record_id", "erasure_id", "job_id", "segment_id",
-                   "campaign_id", "delivery_id", "trigger_id"}
+                   "campaign_id", "delivery_id", "trigger_id", "webhook_id"}
 
 # Path parameters that name no tenant's record: the key decides whose data the call reaches, so
 # B's calls are checked like lists and creates (A's data unchanged and not shown).
@@ -111,12 +111,16 @@ BODIES: dict[tuple[str, str], Callable[[World], dict] | dict] = {
     ("post", "/v1/segments"): {"name": "Mallory", "rules": {"all": [{"field": "country", "op": "eq",
                                                                       "value": "FR"}]}},
     ("patch", "/v1/segments/{segment_id}"): {"name": "Renamed by Mallory"},
+    ("post", "/v1/segments/preview"): {"rules": {"all": [{"field": "country", "op": "eq", "value": "FR"}]}},
     ("post", "/v1/campaigns"): lambda w: {"name": "Mallory", "segment_id": w.ids["segment_id"], "channels": ["email"],
                                           "content": {"email": {"subject": "Hi", "body": "Hello"}}},
     ("post", "/v1/conversions"): lambda w: {"contact_id": w.ids["contact_id"], "value": 10, "currency": "EUR",
                                             "occurred_at": rfc3339(utcnow()), "campaign_id": w.ids["campaign_id"]},
     ("post", "/v1/triggers"): {"name": "Mallory", "event": "contact.created", "channel": "email",
                                "content": {"subject": "Hi", "body": "Hello"}},
+    ("post", "/v1/webhooks"): {"url": "https://mallory.example/hook", "event_types": ["*"]},
+    ("patch", "/v1/webhooks/{webhook_id}"): {"url": "https://mallory.example/hook", "enabled": False},
+    ("post", "/v1/webhooks/{webhook_id}/rotate-secret"): {"expire_previous_in_hours": 0},
 }
 
 # Calls without a path parameter that name A's records in their body or query: like a path
@@ -139,7 +143,7 @@ def fill_query(operation: dict, world: World) -> dict[str, str]:
 
 
 def snapshot(conn, tenant_id: str) -> dict[str, list[str]]:
-    """Every row of tenant A in every table of the three services."""
+    """Every row of tenant A in every table of the services."""
     tables = conn.execute(
         "SELECT table_schema, table_name FROM information_schema.columns WHERE column_name = 'tenant_id'"
         " AND table_schema = ANY(%s) ORDER BY 1, 2", (list(SCHEMAS),)).fetchall()
@@ -170,7 +174,7 @@ def bus(settings, identity_app, enrichment_app, campaigns_app):
 
 
 @pytest.fixture()
-def world(identity, enrichment, campaigns, admin, tenant, other_tenant, bus, sql) -> World:  # noqa: F811
+def world(identity, enrichment, campaigns, webhooks, admin, tenant, other_tenant, bus, sql) -> World:  # noqa: F811
     """One of each of tenant A's resources, made through the APIs (deliveries by SQL: a launch is
     not this test's subject), and B's own contact, segment and campaign for the mixed cases."""
     tag = secrets.token_hex(4)
@@ -224,6 +228,19 @@ def world(identity, enrichment, campaigns, admin, tenant, other_tenant, bus, sql
         "campaign_id": campaign.json["id"]}, headers=tenant.crm)
     assert conversion.status_code == 201, conversion.json
 
+    # A's webhook endpoint, with a delivery of A's contact (sent: nothing left for a dispatcher).
+    hook = webhooks.post("/v1/webhooks", json={"url": f"https://crm.acme.example/{tag}", "event_types": ["*"]},
+                         headers=tenant.crm)
+    assert hook.status_code == 201, hook.json
+    webhook_delivery_id = str(uuid.uuid4())
+    sql.execute("INSERT INTO webhooks.deliveries (tenant_id, id, endpoint_id, event_id, event_type, subject, payload,"
+                " status, attempts, give_up_at, delivered_at) VALUES (%s, %s, %s, %s,"
+                " 'liaison.identity.contact.upserted', %s, %s, 'succeeded', 1, now(), now())",
+                (tenant.id, webhook_delivery_id, hook.json["id"], str(uuid.uuid4()), contact_id,
+                 json.dumps({"data": {"contact": {"email": strings["email"]}}})))
+    b_hook = webhooks.post("/v1/webhooks", json=BODIES[("post", "/v1/webhooks")], headers=other_tenant.crm)
+    assert b_hook.status_code == 201, b_hook.json
+
     b_contact = upsert(identity, other_tenant, f"globex-{tag}", email=f"bob.{tag}@globex.example")["id"]
     b_segment = campaigns.post("/v1/segments", json=BODIES[("post", "/v1/segments")], headers=other_tenant.marketing)
     b_campaign = campaigns.post("/v1/campaigns", json={
@@ -235,8 +252,9 @@ def world(identity, enrichment, campaigns, admin, tenant, other_tenant, bus, sql
            "erasure_id": erasure.json["erasure_id"], "job_id": job.json["id"], "segment_id": segment.json["id"],
            "campaign_id": campaign.json["id"], "delivery_id": delivery_id, "trigger_id": trigger.json["id"],
            "trigger_delivery_id": trigger_delivery_id, "conversion_id": conversion.json["id"],
-           "erased_contact_id": erased}
-    world = World(ids=ids, b_ids={"contact_id": b_contact, "campaign_id": b_campaign.json["id"]},
+           "erased_contact_id": erased, "webhook_id": hook.json["id"], "webhook_delivery_id": webhook_delivery_id}
+    world = World(ids=ids, b_ids={"contact_id": b_contact, "campaign_id": b_campaign.json["id"],
+                                  "webhook_id": b_hook.json["id"]},
                   strings=strings, b_headers=all_scopes_key(identity, admin, other_tenant),
                   a_headers=all_scopes_key(identity, admin, tenant))
     world.query = {"contact_id": contact_id, "email": strings["email"], "crm_system": "hubspot",
@@ -245,8 +263,8 @@ def world(identity, enrichment, campaigns, admin, tenant, other_tenant, bus, sql
     return world
 
 
-def clients(identity, enrichment, campaigns) -> dict[str, Any]:
-    return {"identity": identity, "enrichment": enrichment, "campaigns": campaigns}
+def clients(identity, enrichment, campaigns, webhooks) -> dict[str, Any]:
+    return {"identity": identity, "enrichment": enrichment, "campaigns": campaigns, "webhooks": webhooks}
 
 
 def call(client, method: str, url: str, world: World, body: dict | None, query: dict | None = None):
@@ -264,9 +282,9 @@ def leaked(response, world: World, sent: str) -> list[str]:
     return [name for name, value in world.leaks().items() if value in text and value not in sent]
 
 
-def test_every_operation_is_covered_or_skipped_with_a_reason(identity, enrichment, campaigns):
+def test_every_operation_is_covered_or_skipped_with_a_reason(identity, enrichment, campaigns, webhooks):
     uncovered, bodiless = [], []
-    for service, client in clients(identity, enrichment, campaigns).items():
+    for service, client in clients(identity, enrichment, campaigns, webhooks).items():
         for method, path, operation in operations(client):
             if skip_reason(path):
                 continue
@@ -280,11 +298,11 @@ def test_every_operation_is_covered_or_skipped_with_a_reason(identity, enrichmen
     assert not bodiless, f"operations with a request body missing from BODIES: {bodiless}"
 
 
-def test_a_second_tenant_sees_404_for_every_resource_and_changes_nothing(identity, enrichment, campaigns, world,
-                                                                          tenant, sql):  # noqa: F811
+def test_a_second_tenant_sees_404_for_every_resource_and_changes_nothing(identity, enrichment, campaigns, webhooks,
+                                                                          world, tenant, sql):  # noqa: F811
     """One world for the four sections: resources by path, lists and creates, B's own parent with
     A's child, Idempotency-Keys (its setup goes through the bus, which takes seconds)."""
-    by_service = clients(identity, enrichment, campaigns)
+    by_service = clients(identity, enrichment, campaigns, webhooks)
     rows = snapshot(sql, tenant.id)
     assert {name.split(".")[0] for name, found in rows.items() if found} == set(SCHEMAS)  # A has data everywhere
     failures = [*resources_answer_404(by_service, world, tenant, sql),
@@ -368,13 +386,16 @@ MIXED = [
     ("identity", "post", "/v1/contacts/{b_contact}/merge", "merge"),
     ("campaigns", "get", "/v1/campaigns/{b_campaign}/deliveries/{delivery_id}", None),
     ("campaigns", "get", "/v1/campaigns/{b_campaign}/deliveries/{trigger_delivery_id}", None),
+    ("webhooks", "get", "/v1/webhooks/{b_webhook}/deliveries/{webhook_delivery_id}", None),
+    ("webhooks", "post", "/v1/webhooks/{b_webhook}/deliveries/{webhook_delivery_id}/replay", None),
 ]
 
 
 def own_parents_do_not_reach(by_service: dict, world: World, tenant: Tenant, conn) -> list[str]:
     failures = []
     for service, method, template, body in MIXED:
-        url = template.format(b_contact=world.b_ids["contact_id"], b_campaign=world.b_ids["campaign_id"], **world.ids)
+        url = template.format(b_contact=world.b_ids["contact_id"], b_campaign=world.b_ids["campaign_id"],
+                              b_webhook=world.b_ids["webhook_id"], **world.ids)
         payload = {"duplicate_id": world.ids["contact_id"]} if body == "merge" else None
         before = snapshot(conn, tenant.id)
         response = call(by_service[service], method, url, world, payload)

@@ -18,5 +18,5 @@ def test_a_malformed_confirmation_is_refused(data):
         on_erasure_completed(None, envelope(data))
 
 
-def test_the_three_services_take_part():
-    assert PARTICIPANTS == ("identity", "enrichment", "campaigns")
+def test_the_services_holding_personal_data_take_part():
+    assert PARTICIPANTS == ("identity", "enrichment", "campaigns", "webhooks")

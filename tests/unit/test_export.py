@@ -22,10 +22,12 @@ def no_wait(monkeypatch):
 def test_the_other_services_endpoints_follow_the_settings():
     settings = Settings.from_env({
         "DATABASE_URL": "postgresql://u@h/db", "BROKER_URL": "amqp://h//", "LIAISON_SECRET_KEY": "s" * 32,
-        "ENRICHMENT_URL": "http://enrichment:9000/", "CAMPAIGNS_URL": "https://campaigns.example"})
+        "ENRICHMENT_URL": "http://enrichment:9000/", "CAMPAIGNS_URL": "https://campaigns.example",
+        "WEBHOOKS_URL": "https://webhooks.example/"})
     assert export.remote_parts(settings, "c1") == [
         export.RemotePart("enrichment", "http://enrichment:9000/v1/profiles/c1/export"),
         export.RemotePart("campaigns", "https://campaigns.example/v1/campaigns/contacts/c1/export"),
+        export.RemotePart("webhooks", "https://webhooks.example/v1/webhooks/contacts/c1/export"),
     ]
 
 

@@ -45,7 +45,8 @@ class ErasureSchema(ma.Schema):
     status = ma.fields.String(metadata={"description": "`completed` once every service has erased"})
     services = ma.fields.Dict(keys=ma.fields.String(), values=SERVICE_STATUS, metadata={
         "description": "Per service: `pending` or `completed`",
-        "example": {"identity": "completed", "enrichment": "pending", "campaigns": "pending"}})
+        "example": {"identity": "completed", "enrichment": "pending", "campaigns": "pending",
+                    "webhooks": "pending"}})
     requested_at = ma.fields.String()
     completed_at = ma.fields.String(allow_none=True)
 
@@ -66,7 +67,7 @@ class ExportSchema(ma.Schema):
     generated_at = ma.fields.String()
     services = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Dict(), metadata={
         "description": "Per service, what it holds: `identity` {contact, merged_contact_ids,"
-                       " identities, consents, audit}; `enrichment` and `campaigns` as those services"
+                       " identities, consents, audit}; `enrichment`, `campaigns` and `webhooks` as those services"
                        " export them ({} when they hold nothing)"})
 
     class Meta:
@@ -77,8 +78,9 @@ EXPORT_DOC = """Every datum every service holds about the contact, as one JSON d
 rights of access and portability). The export is on the audit trail (`contact.exported`).
 
 identity asks the other services with the caller's key, at these internal endpoints:
-`GET {ENRICHMENT_URL}/v1/profiles/{contact_id}/export` and
-`GET {CAMPAIGNS_URL}/v1/campaigns/contacts/{contact_id}/export` (404 there means the service holds
+`GET {ENRICHMENT_URL}/v1/profiles/{contact_id}/export`,
+`GET {CAMPAIGNS_URL}/v1/campaigns/contacts/{contact_id}/export` and
+`GET {WEBHOOKS_URL}/v1/webhooks/contacts/{contact_id}/export` (404 there means the service holds
 nothing: an empty part). When a service does not answer (refused, timeout, 5xx, after one retry),
 the answer is 502 problem+json with `unavailable` (the services that failed), `reasons` and
 `export` (the document with the parts that could be had, the failed ones null)."""

@@ -1,0 +1,1 @@
+"""webhooks' SQL, one module per table family."""
