@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from services.campaigns import CHANNELS
@@ -96,3 +96,32 @@ def report_csv(report_: dict[str, Any]) -> str:
     total["revenue"] = report_["revenue"]
     writer.writerow(["total", *(total[k] for k in CHANNEL_FIGURES)])
     return out.getvalue()
+
+
+TIMELINE_BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+# An hourly series longer than this (a campaign followed for months) is given per day instead:
+# no chart draws thousands of points usefully.
+TIMELINE_MAX_POINTS = 24 * 31
+TIMELINE_FIGURES = ("sent", "opened", "clicked", "converted")
+
+
+def timeline(uow: UnitOfWork, tenant_id: str, campaign_id: str, bucket: str = "hour") -> dict[str, Any]:
+    """A campaign's results over time: per hour (or day), from the first to the last that saw
+    anything, the messages sent, opened and clicked then and the conversions attributed to it.
+    Periods with nothing in between are there with zeros, so a chart's x axis is time."""
+    if campaigns_repo.get(uow, tenant_id, campaign_id) is None:
+        raise errors.NotFound.of("campaign", campaign_id)
+    rows = repo.timeline(uow, tenant_id, campaign_id, bucket)
+    if bucket == "hour" and rows and (rows[-1]["at"] - rows[0]["at"]) / TIMELINE_BUCKETS["hour"] >= TIMELINE_MAX_POINTS:
+        bucket = "day"
+        rows = repo.timeline(uow, tenant_id, campaign_id, bucket)
+    by_time = {row["at"]: row for row in rows}
+    items = []
+    if rows:
+        # In UTC: adding an hour to a wall-clock time would skip or repeat one at a DST change.
+        step, at, last = TIMELINE_BUCKETS[bucket], rows[0]["at"].astimezone(UTC), rows[-1]["at"].astimezone(UTC)
+        while at <= last:
+            row = by_time.get(at)
+            items.append({"at": rfc3339(at), **{k: row[k] if row else 0 for k in TIMELINE_FIGURES}})
+            at += step
+    return {"campaign_id": campaign_id, "bucket": bucket, "items": items}

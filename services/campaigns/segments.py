@@ -543,7 +543,17 @@ def members(uow: UnitOfWork, tenant_id: str, segment_id: str, at: datetime | Non
 
 def preview(uow: UnitOfWork, tenant_id: str, segment_id: str, at: datetime | None = None) -> dict[str, Any]:
     """How many contacts the segment holds now, and the first ones by contact id (a stable sample)."""
-    count, sample = repo.count_and_sample(uow, members(uow, tenant_id, segment_id, at), SAMPLE_SIZE)
+    return _count_and_sample(uow, members(uow, tenant_id, segment_id, at))
+
+
+def preview_rules(uow: UnitOfWork, tenant_id: str, rules: Any, at: datetime | None = None) -> dict[str, Any]:
+    """What `preview` would answer for a segment of these rules, without saving one (the builder's
+    live count): validated as at creation, evaluated now, nothing stored."""
+    return _count_and_sample(uow, compile_rules(rules, tenant_id, at))
+
+
+def _count_and_sample(uow: UnitOfWork, compiled: Compiled) -> dict[str, Any]:
+    count, sample = repo.count_and_sample(uow, compiled, SAMPLE_SIZE)
     return {"count": count, "sample": [str(c) for c in sample]}
 
 

@@ -276,6 +276,66 @@ def test_scopes_and_tenancy(campaigns, tenant, other_tenant, people):
     assert campaigns.get(f"/v1/segments/{segment['id']}", headers=tenant.marketing).json["name"] == "French"
 
 
+# -- previewing rules without saving them (the segment builder's live count) --------------------
+NESTED = {"all": [c("country", "eq", "FR"), {"any": [c("age", "gte", 65), c("interests", "contains", "tennis")]}]}
+PREVIEWED = [FRENCH, {"all": []}, NESTED, {"any": [c("city", "eq", "Lyon"), c("city", "eq", "Berlin")]},
+             {"all": [c("country", "eq", "JP")]}]
+
+
+def stored(sql, tenant_id: str) -> dict[str, int]:
+    """What the tenant has in campaigns' tables a call could write to: segments, events, replies."""
+    return {table: sql.execute(psql.SQL("SELECT count(*) AS n FROM campaigns.{} WHERE tenant_id = %s").format(
+        psql.Identifier(table)), (tenant_id,)).fetchone()["n"] for table in ("segments", "outbox", "idempotency_keys")}
+
+
+def preview_rules(campaigns, tenant, rules, headers=None):
+    return campaigns.post("/v1/segments/preview", json={"rules": rules}, headers=headers or tenant.marketing)
+
+
+def test_rules_preview_answers_as_saving_and_previewing_would_and_stores_nothing(campaigns, sql, tenant, people):
+    before = stored(sql, tenant.id)
+    answers = []
+    for rules in PREVIEWED:
+        response = preview_rules(campaigns, tenant, rules, {**tenant.marketing, "Idempotency-Key": "p-1"})
+        assert response.status_code == 200, response.json
+        answers.append(response.json)
+    assert answers[0] == {"count": 3, "sample": sorted([people["ana"], people["bob"], people["dan"]])}
+    assert answers[-1] == {"count": 0, "sample": []}
+    assert stored(sql, tenant.id) == before  # no segment, no event, no stored reply
+    assert campaigns.get("/v1/segments", headers=tenant.marketing).json["items"] == []
+    for rules, answer in zip(PREVIEWED, answers, strict=True):
+        segment = create(campaigns, tenant, rules)
+        assert campaigns.get(f"/v1/segments/{segment['id']}/preview", headers=tenant.marketing).json == answer
+
+
+def test_rules_preview_of_bad_rules_is_422_as_at_creation(campaigns, sql, tenant, people):
+    before = stored(sql, tenant.id)
+    for rules in ({"all": [c("country", "eq", "FR"), c("age", "between", [40])]},
+                  {"all": [c("city", "sounds_like", "Lyon"), c("shoe_size", "eq", 42)]}, {"any": []}, [1]):
+        previewed = preview_rules(campaigns, tenant, rules)
+        created = campaigns.post("/v1/segments", json={"name": "x", "rules": rules}, headers=tenant.marketing)
+        assert previewed.status_code == created.status_code == 422
+        assert previewed.mimetype == "application/problem+json"
+        assert previewed.json["errors"] == created.json["errors"] and previewed.json["detail"] == created.json["detail"]
+    assert preview_rules(campaigns, tenant, {"all": [c("age", "between", [40])]}).json["errors"] == {
+        "rules.all.0.value": ["between takes [low, high]."]}
+    for body in ({}, {"rules": None}, {"rules": "country = FR"}):
+        response = campaigns.post("/v1/segments/preview", json=body, headers=tenant.marketing)
+        assert response.status_code == 422 and "rules" in response.json["errors"], body
+    assert stored(sql, tenant.id) == before
+
+
+def test_rules_preview_counts_only_the_keys_tenant(campaigns, tenant, other_tenant, people):
+    everyone = {"all": []}
+    assert preview_rules(campaigns, tenant, everyone).json["count"] == 4  # not eve (unknown), not zoe
+    assert preview_rules(campaigns, other_tenant, everyone).json == {"count": 1, "sample": [people["zoe"]]}
+    assert preview_rules(campaigns, other_tenant, {"all": [c("city", "eq", "Lyon")]}).json == {
+        "count": 1, "sample": [people["zoe"]]}
+    assert preview_rules(campaigns, tenant, FRENCH, tenant.compliance).status_code == 200  # a read, as preview
+    assert preview_rules(campaigns, tenant, FRENCH, tenant.crm).status_code == 403
+    assert campaigns.post("/v1/segments/preview", json={"rules": FRENCH}).status_code == 401
+
+
 def exact_age(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
@@ -376,7 +436,7 @@ def test_a_segment_an_unfinished_campaign_targets_cannot_be_deleted(campaigns, s
 def test_the_openapi_document_covers_segments(campaigns, tenant):
     document = campaigns.get("/openapi.json").json
     paths = document["paths"]
-    for path in ("/v1/segments", "/v1/segments/compare", "/v1/segments/{segment_id}",
+    for path in ("/v1/segments", "/v1/segments/compare", "/v1/segments/preview", "/v1/segments/{segment_id}",
                  "/v1/segments/{segment_id}/preview", "/v1/segments/{segment_id}/analytics"):
         assert path in paths, path
     assert "rules.all.2.value" in document["components"]["schemas"]["SegmentIn"]["properties"]["rules"]["description"]

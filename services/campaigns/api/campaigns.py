@@ -175,6 +175,28 @@ class ReportSchema(ma.Schema):
     roi = ma.fields.Float(allow_none=True)
 
 
+class TimelineArgs(ma.Schema):
+    bucket = ma.fields.String(load_default="hour", validate=ma.validate.OneOf(tuple(results.TIMELINE_BUCKETS)),
+                              metadata={"description": "hour (default) or day"})
+
+
+class TimelinePointSchema(ma.Schema):
+    at = ma.fields.String(metadata={"description": "Start of the hour (or day), RFC 3339 UTC"})
+    sent = ma.fields.Integer(metadata={"description": "Messages sent in it"})
+    opened = ma.fields.Integer(metadata={"description": "Messages first opened in it"})
+    clicked = ma.fields.Integer(metadata={"description": "Messages first clicked in it"})
+    converted = ma.fields.Integer(metadata={"description": "Conversions to the campaign that occurred in it"})
+
+
+class TimelineSchema(ma.Schema):
+    campaign_id = ma.fields.String()
+    bucket = ma.fields.String(metadata={
+        "description": "hour or day: an hourly series longer than 31 days is given per day"})
+    items = ma.fields.List(ma.fields.Nested(TimelinePointSchema), metadata={
+        "description": "Oldest first, from the first period that saw anything to the last, gaps as zeros; "
+                       "empty before anything was sent"})
+
+
 CampaignListSchema = page_schema(CampaignSchema, "CampaignListSchema")
 DeliveryListSchema = page_schema(DeliverySchema, "DeliveryListSchema")
 
@@ -281,6 +303,17 @@ class Report(MethodView):
             return Response(results.report_csv(found), mimetype="text/csv", headers={
                 "Content-Disposition": f'attachment; filename="campaign-{campaign_id}-report.csv"'})
         return found
+
+
+@blp.route("/<uuid:campaign_id>/timeline")
+class Timeline(MethodView):
+    @requires("marketing", "compliance")
+    @blp.arguments(TimelineArgs(), location="query")
+    @blp.response(200, TimelineSchema)
+    def get(self, args: dict[str, Any], campaign_id: Any) -> dict[str, Any]:
+        """A campaign's results over time: sends, opens, clicks and conversions per hour (or day)"""
+        with unit_of_work(read_only=True) as uow:
+            return results.timeline(uow, tenant_id(), str(campaign_id), args["bucket"])
 
 
 def delivery_view(row: dict[str, Any], tenant: str) -> dict[str, Any]:

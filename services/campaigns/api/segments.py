@@ -58,6 +58,10 @@ class SegmentInSchema(ma.Schema):
     rules = ma.fields.Dict(required=True, metadata={"description": RULES_DOC, "example": RULES_EXAMPLE})
 
 
+class RulesInSchema(ma.Schema):
+    rules = ma.fields.Dict(required=True, metadata={"description": RULES_DOC, "example": RULES_EXAMPLE})
+
+
 class SegmentPatchSchema(ma.Schema):
     name = ma.fields.String(validate=ma.validate.Length(1, 200), metadata={"example": "Runners in France"})
     rules = ma.fields.Dict(metadata={"description": RULES_DOC, "example": RULES_EXAMPLE})
@@ -139,7 +143,22 @@ class Segments(MethodView):
         return page(items, args["limit"], lambda s: (s["created_at"].isoformat(), s["id"]))
 
 
-# Before /<uuid:segment_id>: `compare` is a path of its own, never a segment id.
+# Before /<uuid:segment_id>: `preview` and `compare` are paths of their own, never segment ids.
+@blp.route("/preview")
+class RulesPreview(MethodView):
+    @requires(*READERS)
+    @blp.arguments(RulesInSchema())
+    @blp.response(200, PreviewSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """How many contacts rules select now, and a sample of them, without saving a segment
+
+        Answers as `GET /v1/segments/{segment_id}/preview` would for a segment of these rules, and
+        stores nothing. The rules are validated as at creation: an invalid one is a 422 naming its
+        path, e.g. `rules.all.2.value`."""
+        with unit_of_work(read_only=True) as uow:
+            return segments.preview_rules(uow, tenant_id(), body["rules"])
+
+
 @blp.route("/compare")
 class Compare(MethodView):
     @requires(*READERS)

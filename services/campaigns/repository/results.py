@@ -83,3 +83,26 @@ def insert_conversion(uow: UnitOfWork, tenant_id: str, conversion: dict[str, Any
 def campaign_exists(uow: UnitOfWork, tenant_id: str, campaign_id: str) -> bool:
     return uow.execute("SELECT 1 FROM campaigns.campaigns WHERE tenant_id = %s AND id = %s",
                        (tenant_id, campaign_id)).fetchone() is not None
+
+
+def timeline(uow: UnitOfWork, tenant_id: str, campaign_id: str, bucket: str) -> list[dict[str, Any]]:
+    """Per hour (or day) that saw anything: messages sent, opened, clicked, and conversions
+    attributed to the campaign. `bucket` is a date_trunc unit the caller chose from a fixed list."""
+    return uow.execute(
+        "SELECT date_trunc(%(bucket)s, e.at, 'UTC') AS at,"
+        " count(*) FILTER (WHERE e.kind = 'sent') AS sent,"
+        " count(*) FILTER (WHERE e.kind = 'opened') AS opened,"
+        " count(*) FILTER (WHERE e.kind = 'clicked') AS clicked,"
+        " count(*) FILTER (WHERE e.kind = 'converted') AS converted"
+        " FROM ("
+        "  SELECT sent_at AS at, 'sent' AS kind FROM campaigns.deliveries"
+        "   WHERE tenant_id = %(tenant)s AND campaign_id = %(campaign)s AND sent_at IS NOT NULL"
+        "  UNION ALL SELECT opened_at, 'opened' FROM campaigns.deliveries"
+        "   WHERE tenant_id = %(tenant)s AND campaign_id = %(campaign)s AND opened_at IS NOT NULL"
+        "  UNION ALL SELECT clicked_at, 'clicked' FROM campaigns.deliveries"
+        "   WHERE tenant_id = %(tenant)s AND campaign_id = %(campaign)s AND clicked_at IS NOT NULL"
+        "  UNION ALL SELECT occurred_at, 'converted' FROM campaigns.conversions"
+        "   WHERE tenant_id = %(tenant)s AND campaign_id = %(campaign)s"
+        " ) e GROUP BY 1 ORDER BY 1",
+        {"tenant": tenant_id, "campaign": campaign_id, "bucket": bucket},
+    ).fetchall()
