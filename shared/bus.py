@@ -6,11 +6,17 @@
 - For each consumer `Q`: `Q` (bound to the event types it handles and to its own name on
   `liaison.direct`), `Q.retry` (messages wait out their backoff there, then dead-letter back to
   `Q`; RabbitMQ only) and `Q.dead` (what failed too often, for an operator to list and replay).
+
+Queues are classic by default (the embedded and test brokers) or quorum (`BUS_QUEUE_TYPE=quorum`,
+replicated over a RabbitMQ cluster: the deployments in infra/). `definitions()` turns the same
+topology into a RabbitMQ definitions document, so what a broker loads at start is what the code
+declares: RabbitMQ refuses (PRECONDITION_FAILED) a declaration whose arguments differ.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -28,6 +34,12 @@ log = logging.getLogger(__name__)
 EVENTS_EXCHANGE = "liaison.events"
 DIRECT_EXCHANGE = "liaison.direct"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+QUEUE_TYPES = ("classic", "quorum")
+# A message a quorum queue has handed out this often without an acknowledgement (its consumer
+# process died on it every time, say) goes to the consumer's dead letters instead of looping.
+# High, because a consumer also hands back what it holds when the database is away (each
+# reconnection counts), and those messages are not at fault.
+POISON_DELIVERY_LIMIT = 100
 
 # CloudEvents' structured content mode over AMQP: the whole envelope as JSON.
 register(
@@ -66,11 +78,31 @@ class ConsumerTopology:
     # RabbitMQ deletes the queues once unused for this long (x-expires): for short-lived
     # environments such as test runs, never for a deployment's consumers.
     expires: float | None = None
+    # "classic", or "quorum" (replicated, durable only; RabbitMQ >= 3.10 for the retry queue's
+    # per-message TTL and at-least-once dead-lettering). Classic queues are declared with no
+    # x-queue-type, as they always were, so queues that exist keep matching.
+    queue_type: str = "classic"
+
+    def __post_init__(self) -> None:
+        if self.queue_type not in QUEUE_TYPES:
+            raise ValueError(f"queue_type must be one of {', '.join(QUEUE_TYPES)}, not {self.queue_type!r}")
+
+    @classmethod
+    def from_settings(cls, name: str, routing_keys: Iterable[str], settings: Settings) -> ConsumerTopology:
+        """The topology with the deployment's prefix, queue expiry and queue type."""
+        return cls(name, tuple(routing_keys), prefix=settings.bus_prefix, amqp=is_amqp(settings.broker_url),
+                   expires=settings.bus_queue_expires, queue_type=settings.bus_queue_type)
+
+    @property
+    def quorum(self) -> bool:
+        return self.amqp and self.queue_type == "quorum"
 
     def _arguments(self, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
         arguments = dict(extra or {})
         if self.expires is not None and self.amqp:
             arguments["x-expires"] = int(self.expires * 1000)
+        if self.quorum:
+            arguments["x-queue-type"] = "quorum"
         return arguments or None
 
     @property
@@ -98,13 +130,23 @@ class ConsumerTopology:
                     exchange=direct_exchange(self.prefix),
                     routing_key=f"{self.queue_name}.retry",
                     durable=True,
-                    queue_arguments=self._arguments({
-                        "x-dead-letter-exchange": self.direct_exchange_name,
-                        "x-dead-letter-routing-key": self.queue_name,
-                    }),
+                    queue_arguments=self._arguments(self._retry_dead_lettering()),
                 )
             )
         return queues
+
+    def _retry_dead_lettering(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "x-dead-letter-exchange": self.direct_exchange_name,
+            "x-dead-letter-routing-key": self.queue_name,
+        }
+        if self.quorum:
+            # A quorum queue dead-letters at most once by default: a message whose backoff ends
+            # while the main queue's leader is moving would be lost. At least once needs
+            # reject-publish (the retry queue has no length limit, so nothing is ever rejected).
+            arguments["x-dead-letter-strategy"] = "at-least-once"
+            arguments["x-overflow"] = "reject-publish"
+        return arguments
 
     def dead(self) -> Queue:
         """Where events that failed too often wait for an operator."""
@@ -120,6 +162,56 @@ class ConsumerTopology:
         channel = connection.default_channel
         for queue in self.queues():
             queue(channel).declare()
+
+
+def _exchange_definition(exchange: Exchange, vhost: str) -> dict[str, Any]:
+    return {"name": exchange.name, "vhost": vhost, "type": exchange.type, "durable": exchange.durable,
+            "auto_delete": exchange.auto_delete, "internal": False, "arguments": exchange.arguments or {}}
+
+
+def definitions(topologies: Iterable[ConsumerTopology], *, vhost: str = "/",
+                delivery_limit: int | None = POISON_DELIVERY_LIMIT) -> dict[str, Any]:
+    """The RabbitMQ definitions document (as `load_definitions` and `rabbitmqctl
+    import_definitions` read it) of these consumers' topology: the vhost, both exchanges, every
+    queue with exactly the arguments `ConsumerTopology.declare` uses, its bindings, and for quorum
+    queues one policy per main queue that dead-letters a message handed out `delivery_limit` times
+    to the consumer's dead letters. No users: credentials are no part of the topology."""
+    topologies = sorted(topologies, key=lambda t: t.queue_name)
+    prefixes = {t.prefix for t in topologies}
+    if len(prefixes) > 1:
+        raise ValueError(f"one environment's definitions take one prefix, not {sorted(prefixes)}")
+    prefix = prefixes.pop() if prefixes else ""
+    queues, bindings, policies = [], [], []
+    for topology in topologies:
+        if not topology.amqp:
+            raise ValueError(f"{topology.name}: definitions describe a RabbitMQ topology")
+        for queue in topology.queues():
+            queues.append({"name": queue.name, "vhost": vhost, "durable": queue.durable,
+                           "auto_delete": queue.auto_delete, "arguments": queue.queue_arguments or {}})
+            for bound in queue.bindings or [binding(queue.exchange, routing_key=queue.routing_key)]:
+                bindings.append({"source": bound.exchange.name, "vhost": vhost, "destination": queue.name,
+                                 "destination_type": "queue", "routing_key": bound.routing_key, "arguments": {}})
+        if topology.quorum and delivery_limit is not None:
+            policies.append({
+                "vhost": vhost,
+                "name": f"{topology.queue_name}.poison",
+                "pattern": f"^{re.escape(topology.queue_name)}$",
+                "apply-to": "queues",
+                "priority": 10,
+                "definition": {
+                    "delivery-limit": delivery_limit,
+                    "dead-letter-exchange": topology.direct_exchange_name,
+                    "dead-letter-routing-key": f"{topology.queue_name}.dead",
+                },
+            })
+    return {
+        "vhosts": [{"name": vhost}],
+        "exchanges": [_exchange_definition(events_exchange(prefix), vhost),
+                      _exchange_definition(direct_exchange(prefix), vhost)],
+        "queues": queues,
+        "bindings": sorted(bindings, key=lambda b: (b["source"], b["destination"], b["routing_key"])),
+        "policies": policies,
+    }
 
 
 @dataclass(frozen=True)

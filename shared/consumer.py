@@ -66,6 +66,7 @@ class EventConsumer:
         base_delay: float = 1.0,
         prefetch: int = 50,
         queue_expires: float | None = None,
+        queue_type: str = "classic",
     ):
         self.name = name
         self.db = db
@@ -78,17 +79,19 @@ class EventConsumer:
         # Until when a message this consumer sent to wait out a retry delay may still come back.
         self._retry_due = 0.0
         self.topology = ConsumerTopology(
-            name, tuple(handlers), prefix=prefix, amqp=is_amqp(broker_url), expires=queue_expires
+            name, tuple(handlers), prefix=prefix, amqp=is_amqp(broker_url), expires=queue_expires,
+            queue_type=queue_type,
         )
 
     @classmethod
     def from_settings(cls, name: str, db: Database, schema: str, handlers: dict[str, Handler],
                       settings: Settings, **overrides: Any) -> EventConsumer:
-        """A consumer with the deployment's queue prefix, retry limit and queue expiry."""
+        """A consumer with the deployment's queue prefix, retry limit, queue expiry and queue type."""
         options: dict[str, Any] = {
             "prefix": settings.bus_prefix,
             "max_attempts": settings.consumer_max_attempts,
             "queue_expires": settings.bus_queue_expires,
+            "queue_type": settings.bus_queue_type,
         }
         return cls(name, db, schema, settings.broker_url, handlers, **{**options, **overrides})
 

@@ -18,22 +18,25 @@ from typing import Any
 
 from kombu import Connection
 
-from shared.bus import ACCEPT, ConsumerTopology, is_amqp
+from shared.bus import ACCEPT, QUEUE_TYPES, ConsumerTopology, is_amqp
 from shared.consumer import ATTEMPTS_HEADER, ERROR_HEADER
 from shared.settings import SettingsError, env_number
 
 
 def topology_of(consumer: str, env: Mapping[str, str] | None = None) -> tuple[str, ConsumerTopology]:
     """The broker URL and the queues of `consumer`, named and declared as the consumer itself
-    declares them (BROKER_URL, BUS_PREFIX, BUS_QUEUE_EXPIRES): an operator's tool needs no database
-    or secret key, only the broker."""
+    declares them (BROKER_URL, BUS_PREFIX, BUS_QUEUE_EXPIRES, BUS_QUEUE_TYPE): an operator's tool
+    needs no database or secret key, only the broker."""
     env = os.environ if env is None else env
     broker_url = env.get("BROKER_URL", "")
     if not broker_url:
         raise SettingsError("BROKER_URL is not set (amqp://user:pass@host:5672//)")
     expires = env_number(env, "BUS_QUEUE_EXPIRES", None, 1.0, 30 * 86400.0, float)
+    queue_type = env.get("BUS_QUEUE_TYPE") or "classic"
+    if queue_type not in QUEUE_TYPES:
+        raise SettingsError(f"BUS_QUEUE_TYPE={queue_type!r} is not one of {', '.join(QUEUE_TYPES)}")
     return broker_url, ConsumerTopology(consumer, (), prefix=env.get("BUS_PREFIX", ""), amqp=is_amqp(broker_url),
-                                        expires=expires)
+                                        expires=expires, queue_type=queue_type)
 
 
 def list_dead(broker_url: str, topology: ConsumerTopology, limit: int = 1000) -> list[dict[str, Any]]:
