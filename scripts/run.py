@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import fcntl
-import importlib
 import os
 import re
 import secrets
@@ -52,9 +51,10 @@ SECRETS = VAR / "secrets.env"
 EMBEDDED_DATABASE = "liaison"
 READY_TIMEOUT = 120.0
 
-# The services of the contract, in the order they start and are listed. A service takes part as
-# soon as its package exists (services/<name>/app.py); its URL comes from Settings.<name>_url.
-SERVICES = ("identity", "enrichment", "campaigns")
+# The services, in the order they start and are listed: the contract's three, the webhooks to the
+# CRM and the console for people. A service takes part as soon as its package exists
+# (services/<name>/app.py); its URL comes from Settings.<name>_url.
+SERVICES = ("identity", "enrichment", "campaigns", "webhooks", "console")
 
 # The provider sandbox (sandbox/): its URL, and the credential it is given for every provider
 # variable the operator left unset (it accepts any token but those starting with "invalid" or "expired").
@@ -246,12 +246,15 @@ def check_ports_free(services: list[Service]) -> None:
 def migrate_all(database_url: str, services: list[Service]) -> None:
     """Once, here, before the web processes start: their workers would otherwise all queue on the
     migration lock at start (safe, but slow and noisy)."""
-    from shared.migrate import migrate
+    from shared.migrate import migrate, service_migrations
 
     for service in services:
-        package = importlib.import_module(f"services.{service.name}")
-        applied = migrate(database_url, package.SCHEMA, Path(package.__file__).parent / "migrations")
-        print(f"  {service.name}: schema {package.SCHEMA!r} up to date"
+        found = service_migrations(f"services.{service.name}")
+        if found is None:  # the console keeps nothing of its own
+            continue
+        schema, folder = found
+        applied = migrate(database_url, schema, folder)
+        print(f"  {service.name}: schema {schema!r} up to date"
               + (f" ({len(applied)} migrations applied)" if applied else ""), flush=True)
 
 
@@ -281,7 +284,10 @@ def banner(services: list[Service], env: dict[str, str], embedded_used: list[str
     width = max(len(s.name) for s in services)
     lines = ["", "=" * 78, "Liaison is running.", ""]
     for s in services:
-        lines.append(f"  {s.name.ljust(width)}  {s.url}   docs {s.url}/docs   spec {s.url}/openapi.json")
+        if s.name == "console":  # for people, not programs: no OpenAPI document of its own
+            lines.append(f"  {s.name.ljust(width)}  {s.url}   sign in with an API key (marketing, compliance)")
+        else:
+            lines.append(f"  {s.name.ljust(width)}  {s.url}   docs {s.url}/docs   spec {s.url}/openapi.json")
     missing = [name for name in SERVICES if name not in {s.name for s in services}]
     if missing:
         lines.append(f"  (not in this checkout yet: {', '.join(missing)})")
