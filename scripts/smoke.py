@@ -4,7 +4,10 @@ contact, links an X handle to it and resolves the handle back to the contact; wi
 running, records the contact's profile_enrichment consent, requests an enrichment and waits for
 the job to complete through the bus and the worker, answered by the provider sandbox; with
 campaigns running, records email consent, creates a segment and a campaign, launches it and waits
-for the email at the sandbox's SMTP sink and the send in the campaign's report.
+for the email at the sandbox's SMTP sink and the send in the campaign's report; with webhooks
+running, registers a local receiver as the CRM's endpoint and waits for a signed ping and the
+consent events; with the console running, signs in with the marketing key and finds the campaign
+on its campaigns page.
 
     LIAISON_ADMIN_KEY=... .venv/bin/python -m scripts.smoke [--timeout 90]
 
@@ -17,11 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
@@ -64,7 +71,7 @@ def expect(response: requests.Response, status: int, what: str) -> dict:
 
 
 def walkthrough(identity: str, enrichment: str | None, admin_key: str, campaigns: str | None = None,
-                sandbox: str | None = None) -> None:
+                sandbox: str | None = None, webhooks: str | None = None, console: str | None = None) -> None:
     http = requests.Session()
     admin = {"Authorization": f"Bearer {admin_key}"}
     for path in ("/healthz", "/openapi.json", "/docs", "/metrics"):
@@ -89,14 +96,101 @@ def walkthrough(identity: str, enrichment: str | None, admin_key: str, campaigns
     if resolved.get("contact_id") != contact["id"]:
         raise SmokeFailure(f"resolve answered contact {resolved.get('contact_id')}, expected {contact['id']}")
     print(f"  the handle resolves to contact {contact['id']}", flush=True)
-    if enrichment:
-        enrich(http, identity, enrichment, crm, contact["id"])
-    if campaigns and sandbox:
-        marketing_key = expect(http.post(f"{identity}/v1/tenants/{tenant['id']}/api-keys",
-                                         json={"name": "smoke marketing", "scopes": ["marketing"]}, headers=admin,
-                                         timeout=10), 201, "create a marketing key")
-        marketing = {"Authorization": f"Bearer {marketing_key['key']}"}
-        send_campaign(http, identity, campaigns, sandbox, crm, marketing, contact["id"], f"ada.{ref}@example.com")
+    with crm_receiver() as receiver:
+        hook = register_webhook(http, webhooks, crm, receiver) if webhooks else None
+        if enrichment:
+            enrich(http, identity, enrichment, crm, contact["id"])
+        if campaigns and sandbox:
+            marketing_key = expect(http.post(f"{identity}/v1/tenants/{tenant['id']}/api-keys",
+                                             json={"name": "smoke marketing", "scopes": ["marketing"]},
+                                             headers=admin, timeout=10), 201, "create a marketing key")
+            marketing = {"Authorization": f"Bearer {marketing_key['key']}"}
+            send_campaign(http, identity, campaigns, sandbox, crm, marketing, contact["id"], f"ada.{ref}@example.com")
+            if console:
+                console_shows_campaign(console, marketing_key["key"], "Smoke offer")
+        if hook:
+            consents = _until("the consent events at the CRM's webhook endpoint", 60.0, lambda: [
+                r for r in receiver.verified(hook["secret"]) if r["type"] == "liaison.identity.consent.recorded"])
+            print(f"  the CRM's endpoint received {len(consents)} signed consent event(s) "
+                  f"for contact {consents[0]['subject']}", flush=True)
+
+
+class CrmEndpoint(ThreadingHTTPServer):
+    """A CRM's webhook endpoint on a free local port: keeps every POST (headers and raw body)."""
+
+    def __init__(self) -> None:
+        received: list[tuple[dict[str, str], bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append((dict(self.headers.items()), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.received = received
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/liaison/events"
+
+    def verified(self, secret: str, tolerance: float = 300.0) -> list[dict[str, Any]]:
+        """The events whose Liaison-Signature checks out with `secret`, as a receiver checks it
+        (docs/webhooks.md): HMAC-SHA256 over "<t>.<raw body>", t within the tolerance."""
+        from services.webhooks.signatures import sign
+
+        events = []
+        for headers, body in list(self.received):
+            fields = [part.partition("=") for part in headers.get("Liaison-Signature", "").split(",")]
+            stamp = next((int(v) for k, _, v in fields if k == "t" and v.isdigit()), None)
+            given = [v for k, _, v in fields if k == "v1"]
+            if stamp is None or abs(time.time() - stamp) > tolerance or sign(secret, stamp, body) not in given:
+                raise SmokeFailure(f"a webhook request with a bad signature: {headers.get('Liaison-Signature')}")
+            events.append(json.loads(body))
+        return events
+
+
+@contextmanager
+def crm_receiver() -> Iterator[CrmEndpoint]:
+    server = CrmEndpoint()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def register_webhook(http: requests.Session, webhooks: str, crm: dict[str, str],
+                     receiver: CrmEndpoint) -> dict[str, Any]:
+    """The CRM's endpoint for consent events, and a ping to it, received signed."""
+    hook = expect(http.post(f"{webhooks}/v1/webhooks", headers=crm, timeout=10, json={
+        "url": receiver.url, "event_types": ["liaison.identity.consent.recorded"], "description": "smoke"}),
+        201, "register the CRM's webhook endpoint")
+    expect(http.post(f"{webhooks}/v1/webhooks/{hook['id']}/ping", headers=crm, timeout=10), 202, "ping it")
+    _until("the signed ping at the CRM's endpoint", 30.0, lambda: [
+        e for e in receiver.verified(hook["secret"]) if e["type"] == "liaison.webhooks.ping"])
+    print("  the ping arrived, its signature verified with the endpoint's secret", flush=True)
+    return hook
+
+
+def console_shows_campaign(console: str, key: str, campaign_name: str) -> None:
+    """Signs in to the console as a person would (the form, its CSRF token) and finds the campaign."""
+    browser = requests.Session()
+    form = browser.get(f"{console}/sign-in", timeout=10)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    if form.status_code != 200 or not token:
+        raise SmokeFailure(f"the console's sign-in page: {form.status_code}")
+    page = browser.post(f"{console}/sign-in", data={"csrf_token": token.group(1), "api_key": key}, timeout=10)
+    if page.status_code != 200 or campaign_name not in browser.get(f"{console}/campaigns", timeout=10).text:
+        raise SmokeFailure(f"the console did not show the campaign {campaign_name!r} after signing in "
+                           f"({page.status_code})")
+    print(f"  the console, signed in with the marketing key, lists {campaign_name!r}", flush=True)
 
 
 def enrich(http: requests.Session, identity: str, enrichment: str, crm: dict[str, str], contact_id: str,
@@ -185,7 +279,7 @@ def main() -> int:
         wait_ready(services, args.timeout)
         urls = {s.name: s.url for s in services}
         walkthrough(urls["identity"], urls.get("enrichment"), admin_key, urls.get("campaigns"),
-                    sandbox_service(os.environ).url)
+                    sandbox_service(os.environ).url, urls.get("webhooks"), urls.get("console"))
     except (SmokeFailure, requests.RequestException, ValueError) as exc:
         print(f"SMOKE FAIL: {exc}", flush=True)
         return 1
