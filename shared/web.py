@@ -25,7 +25,7 @@ import orjson
 import psycopg
 from flask import Flask, Response, current_app, g, request, send_from_directory
 from flask_smorest import Api
-from flask_smorest.utils import prepare_response
+from flask_smorest.utils import load_info_from_docstring, prepare_response
 from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
@@ -293,7 +293,8 @@ def requires(*scopes: str, admin: bool = False) -> Callable[[Callable[..., Any]]
             "401": "UNAUTHORIZED",
             "403": "FORBIDDEN",
         })
-        manual.setdefault("description", "")
+        # A manual description replaces the docstring's in flask-smorest: start from the latter.
+        manual.setdefault("description", load_info_from_docstring(view.__doc__ or "").get("description", ""))
         needs = "the admin key" if admin else "a key with scope " + " or ".join(f"`{s}`" for s in sorted(wanted))
         manual["description"] = (manual["description"] + f"\n\nRequires {needs}.").strip()
         wrapper._apidoc = doc  # type: ignore[attr-defined]
