@@ -483,21 +483,7 @@ def create_service_app(
     app.register_error_handler(PoolTimeout, _handle_database_away)
     app.register_error_handler(Exception, _handle_unexpected)
 
-    @app.before_request
-    def _start() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if 0 < len(incoming) <= 200 else uuid.uuid4().hex
-        g.started = time.perf_counter()
-        request_id.set(g.request_id)
-
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        count, latency = _request_metrics(svc.name, request.method, endpoint, response.status_code)
-        count.inc()
-        latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
-        return response
+    track_requests(app, svc.name)
 
     @app.get("/docs/assets/<path:filename>")
     def docs_assets(filename: str) -> Response:
@@ -521,6 +507,27 @@ def create_service_app(
         return Response(body, content_type=content_type)
 
     return app
+
+
+def track_requests(app: Flask, service_name: str) -> None:
+    """Each request carries an id (the caller's X-Request-Id, or a new one) into the logs and back
+    in the response, and is counted and timed in the request metrics, by route."""
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if 0 < len(incoming) <= 200 else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        request_id.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        count, latency = _request_metrics(service_name, request.method, endpoint, response.status_code)
+        count.inc()
+        latency.observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
 
 
 @lru_cache(maxsize=4096)

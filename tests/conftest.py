@@ -78,16 +78,10 @@ def identity(identity_app):
 @pytest.fixture(scope="session")
 def identity_url(identity_app) -> Iterator[str]:
     """identity served over real HTTP, for the services that ask it (API keys, exports)."""
-    import threading
+    from tests.serving import served
 
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, identity_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with served(identity_app) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-import uuid
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +18,10 @@ from werkzeug.exceptions import HTTPException
 from services.console import views
 from services.console.backend import Backend
 from shared import logging as json_logging
-from shared.logging import request_id
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, render
+from shared.metrics import render
 from shared.secrets import SecretBox
 from shared.settings import Settings
+from shared.web import track_requests
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +52,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["console"] = views.Console(settings, backend, SecretBox(settings.secret_key, b"liaison-console-key"))
     app.register_blueprint(views.blp)
 
-    @app.before_request
-    def _start() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if 0 < len(incoming) <= 200 else uuid.uuid4().hex
-        g.started = time.perf_counter()
-        request_id.set(g.request_id)
+    track_requests(app, "console")
 
     @app.after_request
-    def _finish(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id", "")
+    def _secure_headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")  # pages hold personal data
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels("console", request.method, endpoint, response.status_code).inc()
-        HTTP_LATENCY.labels("console", request.method, endpoint).observe(
-            time.perf_counter() - g.get("started", time.perf_counter()))
         return response
 
     @app.errorhandler(HTTPException)

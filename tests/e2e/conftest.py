@@ -5,13 +5,13 @@ and headless Chromium driven by Playwright (Debian's /usr/bin/chromium: never a 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+
+from tests.serving import served
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test" / "artifacts" / "e2e"
@@ -19,20 +19,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 
 
-def serve(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-
-
 @pytest.fixture(scope="module")
 def campaigns_url(campaigns_app) -> Iterator[str]:
-    yield from serve(campaigns_app)
+    with served(campaigns_app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +31,8 @@ def console_url(settings, identity_url, campaigns_url) -> Iterator[str]:
 
     app = create_app(replace(settings, identity_url=identity_url, campaigns_url=campaigns_url))
     try:
-        yield from serve(app)
+        with served(app) as url:
+            yield url
     finally:
         app.extensions["console"].backend.close()
 

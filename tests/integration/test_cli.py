@@ -13,14 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from kombu import Connection, Queue
 from typer.testing import CliRunner
-from werkzeug.serving import make_server
 
 from cli.main import app
 from services.campaigns import SCHEMA as CAMPAIGNS
@@ -40,18 +38,7 @@ from tests.conftest import ROOT, make_tenant
 from tests.integration.test_audit import tampering
 from tests.integration.test_campaign_launch import person, segment
 from tests.integration.test_erasure import CONSENT
-
-
-@contextmanager
-def served(wsgi_app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
+from tests.serving import served
 
 
 @pytest.fixture(scope="module")
