@@ -26,16 +26,30 @@ def run_worker(name: str, relay: OutboxRelay | None, consumers: list[EventConsum
                periodic: list[PeriodicTask]) -> None:
     """Runs the relay (None for a process that only consumes, such as a pool of channel workers
     whose outbox another process relays), the consumers and the periodic tasks until SIGTERM or
-    SIGINT."""
+    SIGINT. A part that dies of an error it does not handle stops the whole process with exit
+    code 1: a worker missing its relay or a consumer must not look alive, and its supervisor
+    (Kubernetes, systemd, honcho) starts it again whole."""
     from shared.maintenance import run_periodically
 
     stop = threading.Event()
+    died: list[str] = []
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threads = [threading.Thread(target=relay.run, args=(stop,), name="relay")] if relay is not None else []
-    threads += [threading.Thread(target=c.run, args=(stop,), name=c.name) for c in consumers]
-    threads += [threading.Thread(target=run_periodically, args=(stop, t.interval, t.run, t.name), name=t.name)
-                for t in periodic]
+
+    def part(thread_name: str, target: Callable[..., object], *args: object) -> threading.Thread:
+        def run() -> None:
+            try:
+                target(*args)
+            except Exception:
+                log.exception("a part of the worker died: stopping the process", extra={"part": thread_name})
+                died.append(thread_name)
+                stop.set()
+
+        return threading.Thread(target=run, name=thread_name)
+
+    threads = [part("relay", relay.run, stop)] if relay is not None else []
+    threads += [part(c.name, c.run, stop) for c in consumers]
+    threads += [part(t.name, run_periodically, stop, t.interval, t.run, t.name) for t in periodic]
     for thread in threads:
         thread.start()
     log.info(f"{name} worker started", extra={"consumers": [c.name for c in consumers],
@@ -43,3 +57,5 @@ def run_worker(name: str, relay: OutboxRelay | None, consumers: list[EventConsum
     stop.wait()
     for thread in threads:
         thread.join(timeout=10)
+    if died:
+        raise SystemExit(1)
