@@ -16,12 +16,12 @@ from typing import Any
 import psycopg
 import requests
 
-from bench import bulk_import, campaigns, enrichment, resolve, segments
+from bench import bulk_import, campaigns, enrichment, resolve, segments, webhooks
 from bench.common import ROOT, BenchError, GunicornSettings, Line, report, say, server_urls, table
 from bench.summary import LoadSampler, Run, write
 
 BENCHMARKS = {"resolve": resolve, "bulk": bulk_import, "enrichment": enrichment, "segments": segments,
-              "campaigns": campaigns}
+              "campaigns": campaigns, "webhooks": webhooks}
 
 # --quick: sizes that exercise every phase of each benchmark in a minute or so; what they measure
 # is too small and too short to quote.
@@ -32,6 +32,8 @@ QUICK = {
     "segments": ["--contacts", "50000", "--runs", "5"],
     "campaigns": ["--recipients", "20000", "--sms", "300", "--raw-sms", "200", "--emails", "1000",
                   "--raw-emails", "300", "--round-trip-messages", "200", "--checkins", "5", "--raw-samples", "30"],
+    "webhooks": ["--events", "3000", "--raw-messages", "2000", "--raw-transactions", "1000", "--deliveries", "1000",
+                 "--raw-requests", "1000", "--paced-events", "60"],
 }
 
 

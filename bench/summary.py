@@ -261,6 +261,37 @@ def checkin_row(run: Run) -> Row | None:
                 "floor": numbers(floor)})
 
 
+def webhook_intake_row(run: Run) -> Row | None:
+    o = run.options
+    if not o["events"]:
+        return None
+    intake, pg = find(run, "webhooks intake"), find(run, "PostgreSQL alone: one transaction per event")
+    bulk, bus = find(run, "PostgreSQL alone: INSERT ... SELECT"), find(run, "RabbitMQ alone")
+    ratio = ratio_of(intake.rate, pg.rate)
+    return Row(run.name, f"webhook intake, {o['events']:,} `delivery.updated` events → bus → the worker's consumer → "
+               "a delivery for each of 2 endpoints (30 endpoints of 10 other tenants skipped)",
+               f"{rate(intake)} ({intake.details.get('deliveries_per_s', 0):,} deliveries/s)",
+               f"PostgreSQL, one transaction per event with the same rows: {rate(pg)}; the rows in one "
+               f"`INSERT ... SELECT`: {rate(bulk)}; RabbitMQ publish + consume: {rate(bus)}", percent(ratio), ratio,
+               {"figure": numbers(intake), "raw": numbers(pg), "raw_bulk": numbers(bulk), "raw_bus": numbers(bus)})
+
+
+def webhook_dispatch_row(run: Run) -> Row | None:
+    o = run.options
+    if not o["deliveries"]:
+        return None
+    sends, receiver = find(run, "webhooks dispatch"), find(run, "receiver alone")
+    latency = find(run, "webhooks latency")
+    ratio = ratio_of(sends.rate, receiver.rate)
+    return Row(run.name, f"webhook dispatch, {o['deliveries']:,} due deliveries, 1 worker, WEBHOOK_CONCURRENCY="
+               f"{o['concurrency']} → a receiver checking every signature; latency: {o['paced_events']} events at "
+               f"{o['paced_rate']:g}/s", f"{rate(sends)}, {sends.details.get('duplicates', '?')} duplicates, "
+               f"{sends.details.get('bad_signatures', '?')} bad signatures; created → received "
+               f"{latencies(latency, 'p95')}",
+               f"the receiver alone, the same concurrency: {rate(receiver)}", percent(ratio), ratio,
+               {"figure": numbers(sends), "figure_latency": numbers(latency), "raw": numbers(receiver)})
+
+
 # The README's rows in its order, by benchmark: (what the row is, how to build it).
 ROWS: dict[str, list[tuple[str, Callable[[Run], Row | None]]]] = {
     "resolve": [("GET /v1/identities/resolve", resolve_row), ("the same SELECT in PostgreSQL alone", pgbench_row)],
@@ -269,6 +300,7 @@ ROWS: dict[str, list[tuple[str, Callable[[Run], Row | None]]]] = {
     "segments": [("segment preview", preview_row)],
     "campaigns": [("campaign launch", launch_row), ("SMS dispatch", dispatch_row), ("email dispatch", email_row),
                   ("check-in → SMS", checkin_row)],
+    "webhooks": [("webhook intake", webhook_intake_row), ("webhook dispatch", webhook_dispatch_row)],
 }
 
 
