@@ -3,19 +3,25 @@ the worker's bootstrap, never at import time."""
 
 from __future__ import annotations
 
+import logging
+import select
+import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import ConnectionPool
 
 from shared.events import CloudEvent
+
+log = logging.getLogger(__name__)
 
 # jsonb parameters (events, audit details, bulk rows) are encoded with orjson: several times faster
 # than the standard library, which shows in bulk imports that write three JSON documents a contact.
@@ -105,3 +111,38 @@ class UnitOfWork:
         from shared.outbox import write_events
 
         write_events(self.conn, schema, events)
+
+
+def run_when_notified(url: str, channel: str, stop: threading.Event, work: Callable[[], int], *, what: str,
+                      idle_wait: float = 1.0, errors: tuple[type[BaseException], ...] = (),
+                      on_error: Callable[[], object] | None = None) -> None:
+    """Runs `work` until it does nothing (returns 0), then sleeps until a NOTIFY on `channel`, or
+    `idle_wait` seconds, and again, until `stop` is set: a loop that answers within milliseconds of
+    a committing writer without polling the database hard. A database error, or one of `errors`,
+    is logged, `on_error` called, and the loop retried after a growing wait (a restart of
+    PostgreSQL or the broker does not end it)."""
+    backoff = 0.5
+    listener: psycopg.Connection[Any] | None = None
+    while not stop.is_set():
+        try:
+            if listener is None:
+                listener = psycopg.connect(url, autocommit=True)
+                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            done = work()
+            backoff = 0.5
+            if done:
+                continue
+            select.select([listener.fileno()], [], [], idle_wait)
+            for _ in listener.notifies(timeout=0):
+                pass
+        except (psycopg.Error, OSError, TimeoutError, *errors) as exc:
+            log.warning(f"{what} failed; retrying", extra={"error": str(exc), "wait": backoff})
+            if on_error is not None:
+                on_error()
+            if listener is not None:
+                listener.close()
+                listener = None
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+    if listener is not None:
+        listener.close()

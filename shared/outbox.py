@@ -7,7 +7,6 @@ commit; consumers record handled event ids, so a repeat changes nothing."""
 from __future__ import annotations
 
 import logging
-import select
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +17,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from shared.bus import Publisher, PublishError, SerializedEvent
-from shared.db import Database
+from shared.db import Database, run_when_notified
 from shared.events import CloudEvent
 from shared.metrics import EVENTS_RELAYED
 
@@ -88,32 +87,13 @@ class OutboxRelay:
 
     def run(self, stop: threading.Event, idle_wait: float = 1.0) -> None:
         """Relays until `stop` is set. Wakes on NOTIFY from a committing writer, else polls."""
-        backoff = 0.5
-        listener: psycopg.Connection[Any] | None = None
-        while not stop.is_set():
-            try:
-                if listener is None:
-                    listener = psycopg.connect(self.db.url, autocommit=True)
-                    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
-                moved = sum(self.relay_once(schema) for schema in self.schemas)
-                backoff = 0.5
-                if moved:
-                    continue
-                # Wait for a notification (or the poll interval), then drain what arrived.
-                select.select([listener.fileno()], [], [], idle_wait)
-                for _ in listener.notifies(timeout=0):
-                    pass
-            except (psycopg.Error, BrokerError, PublishError, OSError, TimeoutError) as exc:
-                log.warning("outbox relay failed; retrying", extra={"error": str(exc), "wait": backoff})
-                self.publisher.close()
-                if listener is not None:
-                    listener.close()
-                    listener = None
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-        if listener is not None:
-            listener.close()
-        self.publisher.close()
+        try:
+            run_when_notified(self.db.url, NOTIFY_CHANNEL, stop,
+                              lambda: sum(self.relay_once(schema) for schema in self.schemas),
+                              what="outbox relay", idle_wait=idle_wait, errors=(BrokerError, PublishError),
+                              on_error=self.publisher.close)
+        finally:
+            self.publisher.close()
 
 
 def outbox_lag(db: Database, schemas: list[str]) -> dict[str, dict[str, float]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shared.consumer import EventConsumer
@@ -23,12 +23,14 @@ class PeriodicTask:
 
 
 def run_worker(name: str, relay: OutboxRelay | None, consumers: list[EventConsumer],
-               periodic: list[PeriodicTask]) -> None:
+               periodic: list[PeriodicTask], loops: Sequence[tuple[str, Callable[[threading.Event], object]]] = ()
+               ) -> None:
     """Runs the relay (None for a process that only consumes, such as a pool of channel workers
-    whose outbox another process relays), the consumers and the periodic tasks until SIGTERM or
-    SIGINT. A part that dies of an error it does not handle stops the whole process with exit
-    code 1: a worker missing its relay or a consumer must not look alive, and its supervisor
-    (Kubernetes, systemd, honcho) starts it again whole."""
+    whose outbox another process relays), the consumers, the periodic tasks and the `loops`
+    (name, run(stop): a loop of the service's own until stop is set) until SIGTERM or SIGINT.
+    A part that dies of an error it does not handle stops the whole process with exit code 1: a
+    worker missing its relay or a consumer must not look alive, and its supervisor (Kubernetes,
+    systemd, honcho) starts it again whole."""
     from shared.maintenance import run_periodically
 
     stop = threading.Event()
@@ -50,10 +52,12 @@ def run_worker(name: str, relay: OutboxRelay | None, consumers: list[EventConsum
     threads = [part("relay", relay.run, stop)] if relay is not None else []
     threads += [part(c.name, c.run, stop) for c in consumers]
     threads += [part(t.name, run_periodically, stop, t.interval, t.run, t.name) for t in periodic]
+    threads += [part(loop_name, loop, stop) for loop_name, loop in loops]
     for thread in threads:
         thread.start()
     log.info(f"{name} worker started", extra={"consumers": [c.name for c in consumers],
-                                              "periodic": [t.name for t in periodic]})
+                                              "periodic": [t.name for t in periodic],
+                                              "loops": [loop_name for loop_name, _ in loops]})
     stop.wait()
     for thread in threads:
         thread.join(timeout=10)

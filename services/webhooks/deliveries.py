@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from services.webhooks.metrics import ATTEMPTS, DELIVERIES_CREATED, DELIVERY_LAG
 from services.webhooks.repository import deliveries as repo
 from services.webhooks.signatures import HEADER, signature_header
 from shared import errors
-from shared.db import Database, UnitOfWork
+from shared.db import Database, UnitOfWork, run_when_notified
 from shared.events import rfc3339, utcnow
 from shared.privacy import erased_contact_ids, erasure_answer, remember_erased, was_erased
 from shared.secrets import SecretBox, SecretUnreadable
@@ -52,6 +53,10 @@ RETENTION = timedelta(days=30)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 10.0
 LEASE_MARGIN = 60.0  # seconds
 USER_AGENT = "Liaison-Webhooks/1"
+NOTIFY_CHANNEL = "liaison_webhooks"  # a transaction that made deliveries wakes the dispatchers
+# The receiver's answer is read up to this size, so that its connection can be used again; a
+# longer answer is cut off, and its connection closed.
+MAX_ANSWER_BYTES = 64 * 1024
 MAX_ERROR = 500
 
 
@@ -192,8 +197,14 @@ class Dispatcher:
                 DELIVERY_LAG.observe(max(0.0, (outcome["at"] - outcome["created_at"]).total_seconds()))
         return len(claimed)
 
+    def run(self, stop: threading.Event, idle_wait: float = 1.0) -> None:
+        """Sends due deliveries until `stop` is set: at once when a transaction makes some (NOTIFY),
+        else every `idle_wait` seconds, for retries falling due."""
+        run_when_notified(self.db.url, NOTIFY_CHANNEL, stop, self.drain, what="webhook dispatcher",
+                          idle_wait=idle_wait)
+
     def drain(self, now: datetime | None = None) -> int:
-        """Sends every delivery due at `now` (the worker's periodic task; tests)."""
+        """Sends every delivery due at `now` (tests drive the clock)."""
         total = 0
         while True:
             sent = self.run_once(now)
@@ -220,6 +231,7 @@ class Dispatcher:
             with self.session.post(delivery["url"], data=body, headers=headers, timeout=self.timeout,
                                    allow_redirects=False, stream=True) as response:
                 status_code = response.status_code
+                _read_answer(response)
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
         except requests.Timeout:
@@ -233,7 +245,8 @@ class Dispatcher:
             # other): one odd delivery must not stop the dispatcher for every tenant.
             log.exception("webhook delivery attempt raised", extra={"delivery_id": str(delivery["id"])})
             error = f"internal error: {type(exc).__name__}"
-        duration_ms = int((time.perf_counter() - started) * 1000)
+        elapsed = time.perf_counter() - started
+        duration_ms = int(elapsed * 1000)
         if status_code is not None and 200 <= status_code < 300:
             status, retry_at = "succeeded", None
         elif status_code == 410:
@@ -247,8 +260,19 @@ class Dispatcher:
                 "retry_at": rfc3339(retry_at) if retry_at else None})
         return {"tenant_id": tenant_id, "id": str(delivery["id"]), "endpoint_id": endpoint_id,
                 "attempts": delivery["attempts"], "status": status, "next_attempt_at": retry_at,
-                "status_code": status_code, "error": error, "at": now, "duration_ms": duration_ms,
+                "status_code": status_code, "error": error, "at": now + timedelta(seconds=elapsed),
+                "duration_ms": duration_ms,
                 "created_at": delivery["created_at"]}
+
+
+def _read_answer(response: requests.Response) -> None:
+    """Reads the answer to its end (up to MAX_ANSWER_BYTES): requests hands a connection back to
+    its pool only then, and a new TCP (and TLS) connection per delivery costs both sides."""
+    read = 0
+    for chunk in response.iter_content(16 * 1024):
+        read += len(chunk)
+        if read > MAX_ANSWER_BYTES:
+            return
 
 
 # -- retention -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """webhooks' background process: relays its outbox (erasure answers), consumes every contract
-event type into deliveries (services.webhooks.deliveries), sends due deliveries every second,
-and deletes those past their 30 days every hour.
+event type into deliveries (services.webhooks.deliveries), sends deliveries as soon as they are
+made (woken by NOTIFY) and retries as they fall due (a poll a second), and deletes deliveries
+past their 30 days every hour.
 
     python -m services.webhooks.worker
 
@@ -53,10 +54,9 @@ def main() -> None:
     dispatcher = deliveries.Dispatcher(db, secret_box(settings.secret_key), concurrency=concurrency)
     try:
         run_worker("webhooks", relay, consumers, [
-            PeriodicTask("webhook deliveries", 1.0, dispatcher.drain),
             PeriodicTask("webhook retention", 3600.0, partial(deliveries.purge_expired, db)),
             PeriodicTask("idempotency key expiry", 600.0, partial(expire_idempotency_keys, db, SCHEMA)),
-        ])
+        ], loops=[("webhook deliveries", dispatcher.run)])
     finally:
         dispatcher.close()
         db.close()

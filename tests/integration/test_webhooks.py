@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import uuid
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import psycopg
@@ -392,3 +395,56 @@ def test_finished_deliveries_are_kept_30_days(webhooks, webhooks_app, tenant, ho
     purge_expired(db, now=utcnow() + timedelta(days=30, minutes=1))
     assert_problem(webhooks.get(f"/v1/webhooks/{hook['id']}/deliveries/{done['id']}", headers=tenant.crm), 404)
     assert [d["id"] for d in deliveries(webhooks, tenant, hook["id"])] == [waiting["id"]]  # pending: kept
+
+
+class KeepAliveReceiver(ThreadingHTTPServer):
+    """A CRM's endpoint speaking HTTP/1.1 with keep-alive, as web servers do (werkzeug's test server
+    closes every connection): keeps the client port and the event of each POST."""
+
+    def __init__(self) -> None:
+        arrived: list[tuple[int, dict]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                arrived.append((self.client_address[1], json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "8")
+                self.end_headers()
+                self.wfile.write(b"received")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.arrived = arrived
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/liaison/events"
+
+
+def test_a_new_delivery_goes_out_at_once_over_a_kept_connection(webhooks, webhooks_app, settings, tenant):
+    """The dispatcher sleeps until a transaction makes deliveries (NOTIFY), not until its next
+    poll, and reads each answer so that one connection to the receiver carries them all."""
+    receiver = KeepAliveReceiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    dispatcher = Dispatcher(webhooks_app.extensions["liaison"].db, secret_box(settings.secret_key), concurrency=1)
+    stop = threading.Event()
+    hook = register(webhooks, tenant, ["*"], url=receiver.url)
+    # A poll every 30 s: only a NOTIFY brings each ping out within the wait below.
+    loop = threading.Thread(target=dispatcher.run, args=(stop, 30.0), daemon=True)
+    loop.start()
+    try:
+        for n in range(1, 6):
+            sent = ping(webhooks, tenant, hook["id"])
+            deadline = time.monotonic() + 10
+            while len(receiver.arrived) < n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [event["id"] for _, event in receiver.arrived][n - 1:] == [sent["event_id"]], receiver.arrived
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+        dispatcher.close()
+        receiver.shutdown()
+        receiver.server_close()
+    assert len({port for port, _ in receiver.arrived}) == 1, [port for port, _ in receiver.arrived]
