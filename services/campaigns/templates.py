@@ -451,10 +451,18 @@ def text_to_html(text: str, links: Iterable[str]) -> str:
     """The text, escaped, with line breaks as <br> and each tracked link as an <a>."""
     escaped = html.escape(text, quote=True)
     targets = sorted({html.escape(link, quote=True) for link in links}, key=len, reverse=True)
-    if targets:
-        pattern = re.compile("|".join(re.escape(t) for t in targets))
-        escaped = pattern.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
-    return escaped.replace("\r\n", "\n").replace("\n", "<br>\n")
+    # One pass, leftmost link first and the longest where two start together. Not a regular
+    # expression: the links carry each recipient's token, so one would be compiled per email.
+    parts, at = [], 0
+    while targets:
+        found = [(start, -len(t), t) for t in targets if (start := escaped.find(t, at)) != -1]
+        if not found:
+            break
+        start, _, link = min(found)
+        parts += [escaped[at:start], f'<a href="{link}">{link}</a>']
+        at = start + len(link)
+    parts.append(escaped[at:])
+    return "".join(parts).replace("\r\n", "\n").replace("\n", "<br>\n")
 
 
 def render_content(channel: str, content: dict[str, Any], contact: dict[str, Any], profile: dict[str, Any],

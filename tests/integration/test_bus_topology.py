@@ -13,7 +13,7 @@ import uuid
 from dataclasses import replace
 
 import pytest
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import NotFound, PreconditionFailed
 from kombu import Connection, Exchange, Queue
 
 from infra.rabbitmq import DEFINITIONS, render, topologies
@@ -103,7 +103,7 @@ def test_rabbitmq_imports_the_definitions_and_their_policy_dead_letters_a_poison
                 try:
                     main(connection.channel()).queue_declare(passive=True)
                     break
-                except Exception:  # noqa: BLE001 - NOT_FOUND until the import has created it
+                except NotFound:  # until the import has created it
                     assert time.monotonic() < deadline, "the import did not create the queues"
                     time.sleep(0.2)
             topology.declare(connection)  # what RabbitMQ made of the file equals what the worker declares

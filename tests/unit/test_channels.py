@@ -25,7 +25,7 @@ from sandbox.channels import Outbox, twilio_signature
 from sandbox.smtp import sink
 from services.campaigns.api.callbacks import twilio_signature as campaigns_twilio_signature
 from services.campaigns.channels.base import OutgoingMessage, PermanentSendError, TransientSendError
-from services.campaigns.channels.email import EmailAdapter, SmtpConfig, message_id
+from services.campaigns.channels.email import WIRE, EmailAdapter, SmtpConfig, build_message, message_id
 from services.campaigns.channels.sms import SmsAdapter, SmsConfig, e164
 from services.campaigns.channels.social_dm import SocialDmAdapter, SocialDmConfig, choose_handle
 
@@ -464,3 +464,20 @@ def test_the_sandbox_reports_delivery_to_the_status_callback_signed(tmp_path, mo
     form = {k: v[0] for k, v in parse_qs(call.request.body).items()}
     assert form["MessageSid"] == sent.json["sid"] and form["MessageStatus"] == "delivered"
     assert call.request.headers["X-Twilio-Signature"] == campaigns_twilio_signature("sandbox-token", CALLBACK, form)
+
+
+@pytest.mark.parametrize(("subject", "address", "sender"), [
+    ("Jeanne, the winter collection is in", "c1@example.com", "Acme <offers@acme.example>"),
+    ("Élodie, la collection d'hiver est là — 20 % de remise", "Élodie Dupont <e@example.com>",
+     "Boutique Été <offers@acme.example>"),
+    ("x" * 1200, "c1@example.com", "offers@acme.example"),
+    ("tabs\tand  double  spaces", "c1@example.com", "offers@acme.example"),
+])
+def test_an_email_is_written_byte_for_byte_as_the_email_package_writes_it(subject, address, sender):
+    """The wire policy's shortcut for one-line ASCII headers changes nothing in what is sent."""
+    message = OutgoingMessage(str(uuid.uuid4()), "t", "email", address,
+                              {"subject": subject, "text": "Bonjour\nhttps://t.example/c/1", "html": "Bonjour<br>"},
+                              unsubscribe_url="https://t.example/t/u/" + "a" * 200)
+    mail = build_message(message, sender)
+    email_package = policy.compat32.clone(linesep="\r\n", max_line_length=998)
+    assert mail.as_bytes(policy=WIRE) == mail.as_bytes(policy=email_package)
