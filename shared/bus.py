@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from kombu import Connection, Exchange, Queue, binding
+from kombu.exceptions import OperationalError as BrokerError
 from kombu.serialization import register
 
 from shared.settings import Settings
@@ -61,6 +62,14 @@ def events_exchange(prefix: str = "") -> Exchange:
 
 def direct_exchange(prefix: str = "") -> Exchange:
     return Exchange(f"{prefix}{DIRECT_EXCHANGE}", type="direct", durable=True)
+
+
+def broker_errors(broker_url: str) -> tuple[type[BaseException], ...]:
+    """What losing the broker raises, whatever the transport: kombu's own error, the socket's, and
+    the transport's connection and channel errors (amqp's ConnectionForced when RabbitMQ shuts
+    down, for one, which is none of the others). A loop that outlives the broker catches these."""
+    connection = Connection(broker_url)  # not connected: it only names the transport
+    return (BrokerError, OSError, *connection.connection_errors, *connection.channel_errors)
 
 
 def is_amqp(broker_url: str) -> bool:

@@ -16,10 +16,9 @@ from typing import Any
 
 import psycopg
 from kombu import Connection, Consumer, Message
-from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
 
-from shared.bus import ACCEPT, ConsumerTopology, is_amqp
+from shared.bus import ACCEPT, ConsumerTopology, broker_errors, is_amqp
 from shared.db import Database, UnitOfWork
 from shared.events import parse_envelope
 from shared.metrics import EVENTS_CONSUMED
@@ -232,6 +231,7 @@ class EventConsumer:
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.5
+        lost_broker = broker_errors(self.broker_url)
         while not stop.is_set():
             try:
                 with Connection(self.broker_url, connect_timeout=5, heartbeat=30) as connection:
@@ -239,7 +239,7 @@ class EventConsumer:
                     log.info("consumer started", extra={"consumer": self.name})
                     backoff = 0.5
                     self._consume(connection, stop, None)
-            except (BrokerError, OSError, ConnectionError, DatabaseUnavailable) as exc:
+            except (*lost_broker, DatabaseUnavailable) as exc:
                 log.warning("consumer lost the broker or the database; reconnecting",
                             extra={"consumer": self.name, "error": str(exc), "wait": backoff})
                 stop.wait(backoff)

@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-from kombu.exceptions import OperationalError as BrokerError
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from shared.bus import Publisher, PublishError, SerializedEvent
+from shared.bus import Publisher, PublishError, SerializedEvent, broker_errors
 from shared.db import Database, run_when_notified
 from shared.events import CloudEvent
 from shared.metrics import EVENTS_RELAYED
@@ -90,7 +89,8 @@ class OutboxRelay:
         try:
             run_when_notified(self.db.url, NOTIFY_CHANNEL, stop,
                               lambda: sum(self.relay_once(schema) for schema in self.schemas),
-                              what="outbox relay", idle_wait=idle_wait, errors=(BrokerError, PublishError),
+                              what="outbox relay", idle_wait=idle_wait,
+                              errors=(*broker_errors(self.publisher.broker_url), PublishError),
                               on_error=self.publisher.close)
         finally:
             self.publisher.close()

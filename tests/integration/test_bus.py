@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import threading
+import time
 import uuid
+from urllib.parse import urlsplit
 
+import psutil
 import psycopg
 import pytest
 from kombu import Connection, Queue, binding
@@ -187,3 +193,59 @@ def test_an_event_met_by_a_database_outage_waits_in_its_queue_without_spending_a
     consumer.drain(idle=0.5)
     assert calls == [event.id, event.id]
     assert list_dead(settings.broker_url, consumer.topology) == []
+
+
+def _local_rabbitmq(settings) -> bool:
+    return (shutil.which("rabbitmqctl") is not None and settings.broker_url.startswith("amqp")
+            and urlsplit(settings.broker_url).hostname in {"127.0.0.1", "localhost"})
+
+
+def _broker_connections_of_this_process() -> set[str]:
+    """RabbitMQ's names ("127.0.0.1:PORT -> 127.0.0.1:5672") of this process's connections."""
+    return {f"{c.laddr.ip}:{c.laddr.port} -> {c.raddr.ip}:{c.raddr.port}"
+            for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == 5672}
+
+
+def test_a_consumer_whose_connection_the_broker_closes_reconnects_and_goes_on(settings, db, tenant):
+    """RabbitMQ closing a connection (CONNECTION_FORCED: what a broker shutting down or an
+    operator does) raised an error the consumer loop did not count as losing the broker, and its
+    thread died with it. It reconnects now, and handles what comes next."""
+    if not _local_rabbitmq(settings):
+        pytest.skip("needs the local RabbitMQ and rabbitmqctl to close a connection")
+    seen: list[str] = []
+    consumer = EventConsumer.from_settings(f"forced-{uuid.uuid4().hex[:6]}", db, "identity",
+                                           {"liaison.test.forced": lambda uow, e: seen.append(e["id"])}, settings)
+    before = _broker_connections_of_this_process()
+    stop = threading.Event()
+    loop = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    loop.start()
+
+    def handled(event: CloudEvent, timeout: float = 15) -> bool:
+        deadline = time.monotonic() + timeout
+        while event.id not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return event.id in seen
+
+    try:
+        first = CloudEvent("liaison.test.forced", "/test", tenant.id, {})
+        for _ in range(50):  # until the consumer has declared its queue (before, nothing routes there)
+            _publish(settings, first)
+            if handled(first, 0.2):
+                break
+        assert seen == [first.id]
+        [ours] = _broker_connections_of_this_process() - before
+        listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "name"], check=True,
+                                capture_output=True, text=True, timeout=60).stdout
+        [pid] = [line.split("\t")[0] for line in listed.splitlines() if line.endswith("\t" + ours)]
+        subprocess.run(["rabbitmqctl", "close_connection", pid, "closed by the test"], check=True,
+                       capture_output=True, timeout=60)
+        second = CloudEvent("liaison.test.forced", "/test", tenant.id, {})
+        _publish(settings, second)  # its queue is durable: it waits there for the consumer to come back
+        assert handled(second), f"not handled; the consumer's thread is {'alive' if loop.is_alive() else 'dead'}"
+        assert loop.is_alive() and seen == [first.id, second.id]
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+        with Connection(settings.broker_url) as connection:
+            for suffix in ("", ".retry", ".dead"):
+                Queue(consumer.topology.queue_name + suffix)(connection.default_channel).delete()
