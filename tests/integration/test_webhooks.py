@@ -39,16 +39,17 @@ CONSENT = {"purpose": "email_marketing", "status": "granted", "legal_basis": "co
            "source": {"system": "hubspot", "form": "footer", "ip": "203.0.113.7"}, "notice_version": "2026-01"}
 
 
-def receiver_code() -> dict:
-    """The Python block of docs/webhooks.md that verifies a signature, run as a reader would."""
-    text = (ROOT / "docs" / "webhooks.md").read_text()
+def receiver_code(document: str) -> dict:
+    """The Python block of a document that verifies a signature, run as a reader would."""
+    text = (ROOT / document).read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def verify_liaison_signature" in b)
     namespace: dict = {}
-    exec(compile(block, "docs/webhooks.md", "exec"), namespace)  # our own documentation, as a reader copies it
+    exec(compile(block, document, "exec"), namespace)  # our own documentation, as a reader copies it
     return namespace
 
 
-verify_liaison_signature = receiver_code()["verify_liaison_signature"]
+verify_liaison_signature = receiver_code("docs/webhooks.md")["verify_liaison_signature"]
+verify_as_the_readme_says = receiver_code("README.md")["verify_liaison_signature"]
 
 
 @pytest.fixture()
@@ -215,7 +216,9 @@ def test_a_consent_reaches_the_crm_signed_once_and_only_the_tenants_own(identity
     header = request.headers["Liaison-Signature"]
     assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64}", header), header
     assert verify_liaison_signature(wanted["secret"], header, body, now=now.timestamp())
+    assert verify_as_the_readme_says(wanted["secret"], header, body, now=now.timestamp())
     assert not verify_liaison_signature(wanted["secret"], header, body + b" ", now=now.timestamp())
+    assert not verify_as_the_readme_says(wanted["secret"], header, body + b" ", now=now.timestamp())
     assert not verify_liaison_signature(theirs["secret"], header, body, now=now.timestamp())
     assert not verify_liaison_signature(wanted["secret"], header, body, now=now.timestamp() + 301)  # too old
 
