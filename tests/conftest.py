@@ -4,12 +4,14 @@ one), with queues prefixed so that runs never see each other's messages."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -84,15 +86,20 @@ def identity_url(identity_app) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def enrichment_app(settings: Settings, identity_url: str):
+def _app_asking_identity(service: str, settings: Settings, identity_url: str) -> Iterator[Any]:
+    """A service's app (`services.<service>.app`) for the session, asking identity over real HTTP
+    (API keys, exports)."""
     from dataclasses import replace
 
-    from services.enrichment.app import create_app
-
+    create_app = importlib.import_module(f"services.{service}.app").create_app
     app = create_app(replace(settings, identity_url=identity_url))
     yield app
     app.extensions["liaison"].db.close()
+
+
+@pytest.fixture(scope="session")
+def enrichment_app(settings: Settings, identity_url: str):
+    yield from _app_asking_identity("enrichment", settings, identity_url)
 
 
 @pytest.fixture()
@@ -102,18 +109,22 @@ def enrichment(enrichment_app):
 
 @pytest.fixture(scope="session")
 def campaigns_app(settings: Settings, identity_url: str):
-    from dataclasses import replace
-
-    from services.campaigns.app import create_app
-
-    app = create_app(replace(settings, identity_url=identity_url))
-    yield app
-    app.extensions["liaison"].db.close()
+    yield from _app_asking_identity("campaigns", settings, identity_url)
 
 
 @pytest.fixture()
 def campaigns(campaigns_app):
     return campaigns_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def webhooks_app(settings: Settings, identity_url: str):
+    yield from _app_asking_identity("webhooks", settings, identity_url)
+
+
+@pytest.fixture()
+def webhooks(webhooks_app):
+    return webhooks_app.test_client()
 
 
 @pytest.fixture(scope="session")
@@ -170,18 +181,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     quicker test should have spoken by then."""
     items.sort(key=lambda item: "/tests/faults/" in str(item.path))
 
-
-@pytest.fixture(scope="session")
-def webhooks_app(settings: Settings, identity_url: str):
-    from dataclasses import replace
-
-    from services.webhooks.app import create_app
-
-    app = create_app(replace(settings, identity_url=identity_url))
-    yield app
-    app.extensions["liaison"].db.close()
-
-
-@pytest.fixture()
-def webhooks(webhooks_app):
-    return webhooks_app.test_client()

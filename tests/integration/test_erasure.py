@@ -270,12 +270,11 @@ def remote_urls(settings, contact_id):
 
 
 def holding_nothing(fake, urls) -> dict[str, str]:
-    """The services other than enrichment and campaigns (webhooks) answer that they hold nothing."""
-    others = [service for service in urls if service not in ("enrichment", "campaigns")]
-    for service in others:
-        fake.add(responses.GET, urls[service], status=404,
-                 json={"type": "about:blank", "title": "Not Found", "status": 404})
-    return {service: "empty" for service in others}
+    """webhooks, the export's third remote part, answers that it holds nothing about the contact."""
+    assert set(urls) == {"enrichment", "campaigns", "webhooks"}, urls
+    fake.add(responses.GET, urls["webhooks"], status=404,
+             json={"type": "about:blank", "title": "Not Found", "status": 404})
+    return {"webhooks": "empty"}
 
 
 def test_export_gathers_every_services_part(settings, identity, tenant):
